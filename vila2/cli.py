@@ -1,0 +1,103 @@
+"""The ``vila2`` command line.
+
+Sub-commands live in ``vila2/commands/<name>.py`` and are imported only when used (or listed), so
+``vila2 --help`` never imports torch. Plugins add commands through ``register_commands(cli)``.
+Every command accepts ``--plugin FILE`` (repeatable); plugin files are loaded before the command
+line is parsed, so their commands appear too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+from vila2 import __version__
+
+# name -> module in vila2.commands that defines a click command called ``command``
+COMMANDS: dict[str, str] = {
+    "demo": "demo",
+    "run": "run",
+    "world": "world",
+    "ingest": "ingest",
+    "export": "export",
+    "caption": "caption",
+    "train": "train",
+    "finetune": "finetune",
+    "eval": "eval",
+    "plugins": "plugins",
+}
+
+
+def plugin_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--plugin FILE`` for a command; the files were already loaded by :func:`main`."""
+    return click.option(
+        "--plugin", "plugin_files", multiple=True, type=click.Path(dir_okay=False),
+        expose_value=False, is_eager=True, help="Load a one-file plugin (repeatable).",
+    )(func)
+
+
+class LazyGroup(click.Group):
+    """A click group whose built-in sub-commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        if cmd_name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"vila2.commands.{COMMANDS[cmd_name]}")
+        return module.command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vila2")
+@plugin_option
+def cli() -> None:
+    """vila2: improve a vision-language model's own training data (VILA²).
+
+    Run `vila2 demo` for the whole loop on the embedded synthetic world.
+    """
+
+
+def _plugin_files(argv: Sequence[str]) -> list[str]:
+    files: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg == "--plugin" and i + 1 < len(argv):
+            files.append(argv[i + 1])
+        elif arg.startswith("--plugin="):
+            files.append(arg.split("=", 1)[1])
+    return files
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``vila2`` console script and ``python -m vila2``."""
+    from vila2.plugins import PluginError, get_host
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        host = get_host()
+        for file in _plugin_files(args):
+            host.load_file(file)
+        host.hook.register_commands(cli=cli)
+    except PluginError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    try:
+        cli.main(args=args, prog_name="vila2", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except PluginError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""Built-in plugins. Every module here is registered like an installed plugin."""
