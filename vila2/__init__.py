@@ -24,8 +24,8 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 from vila2.components import (  # noqa: E402
     Captioner,
     ComponentError,
-    Evaluator,
     EvalResult,
+    Evaluator,
     Filter,
     Specialist,
 )

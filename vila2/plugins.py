@@ -29,7 +29,15 @@ from typing import Any
 import pluggy
 
 from vila2 import PROJECT, hookspecs
-from vila2.components import KINDS, Captioner, ComponentError, Evaluator, Filter, Specialist, validate
+from vila2.components import (
+    KINDS,
+    Captioner,
+    ComponentError,
+    Evaluator,
+    Filter,
+    Specialist,
+    validate,
+)
 
 ENTRY_POINT_GROUP = PROJECT
 BUILTIN_PACKAGE = "vila2.default_plugins"
@@ -51,6 +59,7 @@ class PluginInfo:
     source: str = "entry-point"  # entry-point | builtin | file | object
     status: str = "loaded"  # loaded | failed | blocked
     reason: str | None = None
+    explicit: bool = False  # named by the user (--plugin, recipe, register()): failures are errors
     hooks: list[str] = field(default_factory=list)
     components: dict[str, list[str]] = field(default_factory=dict)
 
@@ -104,9 +113,12 @@ class Host:
         info.status, info.reason = "failed", reason
         self.infos[info.name] = info
         where = f" (distribution {info.distribution})" if info.distribution else ""
-        message = f"vila2: plugin {info.name!r}{where} failed: {reason}"
+        message = f"plugin {info.name!r}{where} failed: {reason}"
+        if info.explicit:
+            raise PluginError(message) from exc
         if _strict():
             raise PluginError(message + "  [VILA2_STRICT_PLUGINS=1]") from exc
+        message = "vila2: " + message
         print(message + " — skipped", file=sys.stderr)
 
     def _register(self, plugin: object, info: PluginInfo) -> bool:
@@ -190,33 +202,17 @@ class Host:
             spec.loader.exec_module(module)
         except Exception as exc:
             raise PluginError(f"plugin file {str(path)!r} failed to import: {exc!r}") from exc
-        info = PluginInfo(name=name, source="file")
-        saved = os.environ.get("VILA2_STRICT_PLUGINS")
-        os.environ["VILA2_STRICT_PLUGINS"] = "1"  # a named file must load or say why
-        try:
-            self._register(module, info)
-        except PluginError as exc:
-            raise PluginError(str(exc).replace("  [VILA2_STRICT_PLUGINS=1]", "")) from exc.__cause__
-        finally:
-            if saved is None:
-                os.environ.pop("VILA2_STRICT_PLUGINS", None)
-            else:
-                os.environ["VILA2_STRICT_PLUGINS"] = saved
+        info = PluginInfo(name=name, source="file", explicit=True)
+        self._register(module, info)
+        self._collect()  # a bad component in a file the user named is an error now, not later
         return name
 
     def register(self, plugin: object, name: str | None = None) -> str:
         """Register a plugin object (a module or any object with hookimpls). Returns its name."""
         name = name or getattr(plugin, "__name__", None) or f"object-{id(plugin):x}"
-        info = PluginInfo(name=name, source="object")
-        saved = os.environ.get("VILA2_STRICT_PLUGINS")
-        os.environ["VILA2_STRICT_PLUGINS"] = "1"
-        try:
-            self._register(plugin, info)
-        finally:
-            if saved is None:
-                os.environ.pop("VILA2_STRICT_PLUGINS", None)
-            else:
-                os.environ["VILA2_STRICT_PLUGINS"] = saved
+        info = PluginInfo(name=name, source="object", explicit=True)
+        self._register(plugin, info)
+        self._collect()
         return name
 
     def unregister(self, name: str) -> None:
@@ -276,19 +272,15 @@ class Host:
                     reason = str(exc) if isinstance(exc, ComponentError) else f"{hook_name} raised {exc!r}"
                     if info is None:
                         raise PluginError(f"plugin {plugin_name!r}: {reason}") from exc
-                    self._fail(info, reason, exc)
+                    # the failed plugin contributes nothing; collect again without it
+                    plugin = self.pm.get_plugin(plugin_name)
+                    if plugin is not None:
+                        self.pm.unregister(plugin)
                     self._components = None
-                    # the failed plugin contributes nothing; start again without it
-                    return self._collect_without(plugin_name)
+                    self._fail(info, reason, exc)
+                    return self._collect()
         self._components = found
         return found
-
-    def _collect_without(self, plugin_name: str) -> dict[str, dict[str, Any]]:
-        plugin = self.pm.get_plugin(plugin_name)
-        if plugin is not None:
-            self.pm.unregister(plugin)
-        self._components = None
-        return self._collect()
 
     def components(self, kind: str) -> dict[str, Any]:
         """All registered components of one kind (``captioner``, ``filter``...), by name."""
