@@ -246,7 +246,10 @@ def test_cli_plugins_all_shows_builtins_and_plain_listing():
     result = run_cli("plugins", "--all", "--json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert rows and all(r["builtin"] for r in rows)
+    builtins = [r for r in rows if r["builtin"]]
+    assert builtins and all(r["status"] == "loaded" for r in builtins)
+    assert all(r["status"] == "blocked" for r in rows if not r["builtin"])  # VILA2_LOAD_PLUGINS=''
+    assert {"filter", "captioner"} <= {kind for r in builtins for kind in r["components"]}
     assert run_cli("plugins").returncode == 0
 
 

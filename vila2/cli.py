@@ -8,7 +8,9 @@ line is parsed, so their commands appear too.
 
 from __future__ import annotations
 
+import errno
 import importlib
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -65,6 +67,27 @@ def cli() -> None:
     """
 
 
+#: what a write fails with when the disk, a quota or a file-size limit is full
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# libraries written in Rust (safetensors, tokenizers) report the OS error in their message only
+_NO_SPACE_TEXT = re.compile(rf"\(os error ({'|'.join(map(str, _NO_SPACE))})\)")
+
+
+def no_space(exc: BaseException) -> str | None:
+    """What ran out, when ``exc`` (or an exception it came from) is a write that found no space."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _NO_SPACE:
+            where = f" writing {current.filename}" if current.filename else ""
+            return f"{current.strerror or errno.errorcode[current.errno]}{where}"
+        if _NO_SPACE_TEXT.search(str(current)):
+            return str(current).splitlines()[0]
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _plugin_files(argv: Sequence[str]) -> list[str]:
     files: list[str] = []
     for i, arg in enumerate(argv):
@@ -88,6 +111,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     except PluginError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
+    except Exception as exc:
+        full = no_space(exc)
+        if full is None:
+            raise
+        # every write is atomic and every step resumable: nothing needs cleaning up by hand
+        click.echo(f"Error: no space left on the device ({full}). Free some space and rerun the "
+                   "same command: finished work is kept and the run resumes.", err=True)
+        sys.exit(1)
     try:
         cli.main(args=args, prog_name="vila2", standalone_mode=False)
     except click.exceptions.Abort:
@@ -101,3 +132,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     except PluginError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
+    except Exception as exc:
+        full = no_space(exc)
+        if full is None:
+            raise
+        # every write is atomic and every step resumable: nothing needs cleaning up by hand
+        click.echo(f"Error: no space left on the device ({full}). Free some space and rerun the "
+                   "same command: finished work is kept and the run resumes.", err=True)
+        sys.exit(1)

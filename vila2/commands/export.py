@@ -1,12 +1,42 @@
-"""``vila2 export``: not built yet."""
+"""``vila2 export``: dataset layers as LLaVA JSON + images, or as Parquet for ``datasets``."""
 
 from __future__ import annotations
 
 import click
 
+from vila2.cli import plugin_option
 
-@click.command("export", context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def command(args: tuple[str, ...]) -> None:
-    """(not built yet)"""
-    raise click.ClickException("`vila2 export` is not built yet")
+
+def _names(values: tuple[str, ...]) -> list[str]:
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]
+
+
+@click.command("export")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--layers", "layers", multiple=True, required=True,
+              help="Layers to export, comma-separated or repeated (e.g. original,recap-r1).")
+@click.option("--format", "fmt", type=click.Choice(["llava", "parquet"]), default="llava",
+              show_default=True)
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+              help="A new folder.")
+@click.option("--template", type=click.Choice(["concat", "replace", "qa", "conversation"]),
+              default=None, help="How layers become a conversation (default: conversation for a "
+                                 "conversation layer, else concat).")
+@click.option("--prompt", default=None, help="The caption question (default: drawn per sample).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@plugin_option
+def command(dataset: str, layers: tuple[str, ...], fmt: str, out: str, template: str | None,
+            prompt: str | None, seed: int, quiet: bool) -> None:
+    """Export layers of DATASET as training data: LLaVA JSON + images folder, or Parquet that
+    `datasets.load_dataset("parquet", data_dir=OUT)` reads."""
+    from vila2.data import StoreError
+    from vila2.data.exporter import export
+    from vila2.data.mixture import MixtureError
+
+    try:
+        report = export(dataset, out, layers=_names(layers), template=template, format=fmt,
+                        prompt=prompt, seed=seed, progress=not quiet)
+    except (StoreError, MixtureError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(report.summary())

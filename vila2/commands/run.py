@@ -1,12 +1,68 @@
-"""``vila2 run``: not built yet."""
+"""``vila2 run RECIPE``: the whole VILA² loop from a recipe; a rerun resumes finished steps."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+from vila2.cli import plugin_option
 
-@click.command("run", context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def command(args: tuple[str, ...]) -> None:
-    """(not built yet)"""
-    raise click.ClickException("`vila2 run` is not built yet")
+
+def resolve_recipe(recipe: str) -> Path:
+    """A recipe file, or the name of a packaged recipe (``demo``, ``demo-quick``)."""
+    from vila2.recipe import RecipeError, packaged_recipe
+
+    path = Path(recipe)
+    if path.exists() or path.suffix in {".yaml", ".yml"} or "/" in recipe:
+        return path
+    try:
+        return packaged_recipe(recipe)
+    except RecipeError as exc:
+        raise click.ClickException(f"{recipe}: no such recipe file, and {exc}") from None
+
+
+def run_in_folder(recipe_file: Path, out: Path, *, rerun_changed: bool) -> dict:
+    """Load, check and run a recipe; user-fixable problems become one clear error line."""
+    import time
+
+    from vila2.caption import CaptionError
+    from vila2.data import StoreError
+    from vila2.data.mixture import MixtureError
+    from vila2.pipeline import PipelineError, run_recipe
+    from vila2.recipe import RecipeError, load_recipe
+    from vila2.steps import StepChanged
+    from vila2.train import TrainError
+
+    started = time.perf_counter()
+    try:
+        recipe = load_recipe(recipe_file)
+        click.echo(f"vila2 run: recipe {recipe_file} -> {out}")
+        results = run_recipe(recipe, out, rerun_changed=rerun_changed, log=click.echo)
+    except (RecipeError, StepChanged) as exc:
+        raise click.ClickException(str(exc)) from None
+    except (PipelineError, StoreError, MixtureError, CaptionError, TrainError) as exc:
+        # the failed step is already named in the log; finished steps are kept for a rerun
+        raise click.ClickException(f"{exc}\nFix the cause and rerun the same command to resume.") from None
+    click.echo(f"finished in {time.perf_counter() - started:.0f} s")
+    return results
+
+
+@click.command("run")
+@click.argument("recipe")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run folder (default: runs/<recipe name>). An existing run resumes.")
+@click.option("--rerun-changed", is_flag=True,
+              help="Rerun the steps whose recipe parts changed since the run folder was made.")
+@plugin_option
+def command(recipe: str, out: Path | None, rerun_changed: bool) -> None:
+    """Run the VILA² loop of RECIPE (a YAML file, or a packaged recipe: demo, demo-quick).
+
+    Round 0 trains on the original data; each round recaptions the pretraining images with the
+    previous model and retrains from the starting point; then the specialists add their answers
+    and the generalist is trained once more. Every model is evaluated; report.md, results.json
+    and plots/ land in the run folder. Rerunning the same command resumes after the last
+    finished step.
+    """
+    file = resolve_recipe(recipe)
+    run_in_folder(file, out or Path("runs") / file.stem, rerun_changed=rerun_changed)

@@ -1,14 +1,13 @@
-"""Shared fixtures. Everything is local and seeded: no hub access, tiny models, tiny data."""
+"""Test fixtures: vila2's plugin-host sandbox, and a tiny embedded world built once per session.
+Everything is local and seeded: no hub access."""
 
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("VILA2_LOAD_PLUGINS", "")  # tests opt in to installed plugins explicitly
+os.environ.setdefault("VILA2_LOAD_PLUGINS", "")  # tests register the plugin under test themselves
 
 from pathlib import Path
 
@@ -19,12 +18,10 @@ from vila2.testing import fresh_host, plugin_registered  # noqa: F401  (fixtures
 
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small embedded world (datasets + benchmarks), built once per test session."""
+    """A small embedded world (datasets + benchmarks), built in a few seconds."""
     from vila2.world import write_world
 
-    out = tmp_path_factory.mktemp("world")
-    write_world(out, seed=0, size="tiny")
-    return out
+    return write_world(tmp_path_factory.mktemp("world"), seed=0, size="tiny")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,134 @@
+"""The grounding specialist's training data: a dataset folder with a ``conversations`` layer.
+
+``source`` (a recipe's ``data.specialists.grounding``) is one of:
+
+* a vila2 dataset folder, used as it is;
+* LLaVA conversation JSON / JSONL (images relative to its folder), or a folder holding one such
+  file and its images, as GRIT-derived grounding sets are shipped. Every bracketed box in the
+  turns is rewritten in the canonical ``[x0,y0,x1,y1]`` 0–999 form (0–1 floats are scaled,
+  ``(x0,y0),(x1,y1)`` corners joined), so the specialist learns one notation; a box beyond 999
+  (pixel coordinates) is an error naming the entry. The rewritten file is ingested into
+  ``out_dir`` by the store's ingest, which checks every image and records what it skips;
+* ``None``: the embedded world's grounding set, ``<world>/grounding``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from vila2_grounding_specialist.boxes import BoxError, canonicalise
+
+DOMAIN = "grounding"
+LAYER = "conversations"
+
+
+def checked(folder: Path) -> str:
+    """``folder`` if it is a dataset with a finished conversation layer ``conversations``."""
+    from vila2.data import Dataset, StoreError
+
+    dataset = Dataset.open(folder)
+    if LAYER not in dataset.layers():
+        raise StoreError(f"{folder}: the {DOMAIN} specialist needs a {LAYER!r} layer of "
+                         f"LLaVA conversations; layers: {', '.join(dataset.layers()) or 'none'}")
+    layer = dataset.layer(LAYER)
+    if layer.kind != "conversation" or not layer.is_complete():
+        raise StoreError(f"{folder}: layer {LAYER!r} must be a finished conversation layer "
+                         f"(kind {layer.kind!r}, finished: {layer.is_complete()})")
+    if not layer.texts():
+        raise StoreError(f"{folder}: layer {LAYER!r} holds no usable conversation")
+    return str(folder)
+
+
+def read_entries(path: Path) -> list[Any]:
+    """The entries of a LLaVA .json (a list) or .jsonl (one object a line) file."""
+    from vila2.data import StoreError
+
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise StoreError(f"{path} is not UTF-8: {exc}") from None
+    if path.suffix.lower() == ".jsonl":
+        entries = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise StoreError(f"{path} line {number} is not valid JSON: {exc}") from None
+        return entries
+    try:
+        entries = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StoreError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(entries, list):
+        raise StoreError(f"{path}: LLaVA JSON holds a list of entries, got {type(entries).__name__}")
+    return entries
+
+
+def canonical_entries(entries: list[Any], where: str) -> list[Any]:
+    """``entries`` with every box in their turns in the canonical form. Malformed entries pass
+    through untouched: ingest rejects them, with the reason, like any other bad input."""
+    out = []
+    for index, entry in enumerate(entries):
+        turns = entry.get("conversations") if isinstance(entry, dict) else None
+        if isinstance(turns, list):
+            entry = dict(entry)
+            try:
+                entry["conversations"] = [
+                    {**turn, "value": canonicalise(turn["value"], strict=True)}
+                    if isinstance(turn, dict) and isinstance(turn.get("value"), str) else turn
+                    for turn in turns
+                ]
+            except BoxError as exc:
+                from vila2.data import StoreError
+
+                raise StoreError(f"{where} entry {index} (id {entry.get('id')!r}): {exc}") from None
+        out.append(entry)
+    return out
+
+
+def from_llava(source: Path, out_dir: Path) -> Path:
+    """Canonicalise the boxes of LLaVA JSON and ingest it into ``out_dir/grounding-data``."""
+    from vila2.data import StoreError, ingest
+
+    if source.is_dir():
+        found = sorted(p for p in source.iterdir() if p.suffix.lower() in {".json", ".jsonl"})
+        if len(found) != 1:
+            raise StoreError(f"{source}: expected one LLaVA .json/.jsonl file, found {len(found)}")
+        file, image_root = found[0], source
+    else:
+        file, image_root = source, source.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rewritten = out_dir / f"{DOMAIN}-canonical{file.suffix.lower()}"
+    entries = canonical_entries(read_entries(file), str(file))
+    if file.suffix.lower() == ".jsonl":
+        rewritten.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries))
+    else:
+        rewritten.write_text(json.dumps(entries, ensure_ascii=False))
+    out = out_dir / f"{DOMAIN}-data"
+    report = ingest(rewritten, out, format="llava", image_root=image_root, progress=False)
+    if not report.kept:
+        raise StoreError(f"{source}: no usable sample for the {DOMAIN} specialist; "
+                         f"see {out / 'rejects.jsonl'}")
+    return out
+
+
+def prepare_data(source: str | None, world: str | None, out_dir: str) -> str:
+    """The dataset folder the grounding specialist is fine-tuned on (see the module docstring)."""
+    from vila2.data import StoreError
+
+    if source is None:
+        if world is None:
+            raise StoreError(f"the {DOMAIN} specialist has no training data: give a dataset "
+                             "folder or LLaVA JSON as its source, or run on the embedded world")
+        return checked(Path(world) / DOMAIN)
+    path = Path(source)
+    if (path / "manifest.json").is_file():
+        return checked(path)
+    if path.is_dir() or path.suffix.lower() in {".json", ".jsonl"}:
+        return checked(from_llava(path, Path(out_dir)))
+    raise StoreError(f"{source}: the {DOMAIN} specialist's source must be a vila2 dataset folder "
+                     "or LLaVA conversation JSON (a .json/.jsonl file, or a folder holding one)")

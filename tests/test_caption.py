@@ -1,0 +1,312 @@
+"""The recaption engine: layers, provenance, filters, errors, resume after SIGKILL, two ranks."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+import vila2
+from vila2.caption import CaptionError, caption_dataset, summarize
+from vila2.data import Dataset
+from vila2.plugins import PluginError
+from vila2.prompts import LONG_PROMPTS, choose_prompt
+
+TEXTS = ["a red circle left of a blue square", "the text reads open", "a small green cube"] * 20
+FILTERS = ["repeated_sentence", {"name": "word_count", "min": 2}, "exact_duplicate", "garbage"]
+
+
+def png(width: int, height: int, rng: random.Random) -> bytes:
+    image = Image.new("RGB", (width, height), tuple(rng.randrange(256) for _ in range(3)))
+    x, y = rng.randrange(width // 2), rng.randrange(height // 2)
+    ImageDraw.Draw(image).rectangle([x, y, x + width // 3, y + height // 3],
+                                    fill=tuple(rng.randrange(256) for _ in range(3)))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def make_dataset(path: Path, n: int = 24, shard_size: int = 6, *, small: set[int] = frozenset(),
+                 broken: set[int] = frozenset()) -> Dataset:
+    """``n`` 64x64 images (32x32 for indices in ``small``; undecodable bytes for ``broken``)."""
+    rng = random.Random(0)
+    ds = Dataset.create(path)
+    with ds.writer(shard_size=shard_size, source="test") as writer:
+        for i in range(n):
+            side = 32 if i in small else 64
+            data = b"not an image" if i in broken else png(side, side, rng)
+            writer.add(f"img{i:03d}", data, side, side)
+    return ds
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """A tiny model on a shared machine runs faster (and the same in every process) on one thread."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vila2.presets import build
+
+    return build("llava-tiny", tmp_path_factory.mktemp("cap") / "llava-tiny", texts=TEXTS, seed=0)
+
+
+@pytest.fixture(scope="module")
+def settings(model_dir: Path) -> dict:
+    """Keep the random model off its special tokens so captions are not empty."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return {"suppress_tokens": [i for i, t in tokenizer.added_tokens_decoder.items()
+                                if t.special and i != tokenizer.eos_token_id]}
+
+
+def rows(ds: Dataset, layer: str) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "shard"} for row in ds.layer(layer).iter_rows()]
+
+
+# ------------------------------------------------------------------ with a fake captioner
+class ColourCaptioner:
+    """Captions an image by its top-left colour; fails on 32x32 images; counts its loads."""
+
+    loads = 0
+
+    @vila2.hookimpl
+    def register_captioners(self, register):
+        def load(model, settings):
+            ColourCaptioner.loads += 1
+
+            def caption(images, prompts):
+                if any(image.size == (32, 32) for image in images):
+                    raise RuntimeError("cannot caption small images")
+                return [f"A patch of colour {image.getpixel((0, 0))}. {len(p.split())} words asked."
+                        for image, p in zip(images, prompts, strict=True)]
+
+            return caption
+
+        register(vila2.Captioner("colour", load=load))
+        register(vila2.Captioner("wrong-count", load=lambda model, settings: lambda images, prompts: ["x"]))
+
+
+@pytest.fixture
+def colour(plugin_registered) -> str:
+    ColourCaptioner.loads = 0
+    return plugin_registered(ColourCaptioner(), name="colour-plugin")
+
+
+def test_layer_rows_provenance_and_summary(tmp_path, colour) -> None:
+    ds = make_dataset(tmp_path / "ds", n=14, shard_size=5)
+    summary = caption_dataset(ds, model=None, layer="recap", captioner="colour", filters=FILTERS,
+                              round=1, batch_size=2, progress=False)
+    assert summary.complete and summary.total == summary.captioned == summary.new == 14
+    assert summary.shards_done == summary.shards_total == 3
+    info = ds.layer("recap").info
+    assert info["producer"] == "colour-plugin:colour"
+    assert info["round"] == 1 and info["prompt_set"] == "long"
+    assert info["settings"]["prompts"] == list(LONG_PROMPTS)
+    assert info["settings"]["filters"][1] == {"name": "word_count", "min": 2}
+    got = rows(ds, "recap")
+    assert [r["id"] for r in got] == [f"img{i:03d}" for i in range(14)]
+    for row in got:
+        assert row["prompt"] == choose_prompt(LONG_PROMPTS, row["id"])
+        assert row["text"].startswith("A patch of colour (")
+        assert set(row["scores"]) == {"repeated_sentence", "word_count", "exact_duplicate", "garbage"}
+        assert row["kept"] is (row["scores"]["exact_duplicate"] == 0)
+    assert summary.kept == sum(r["kept"] for r in got)
+    assert summary.filtered == {k: v for k, v in {"exact_duplicate": 14 - summary.kept}.items() if v}
+    kept_words = [len(r["text"].split()) for r in got if r["kept"]]
+    assert summary.mean_words == pytest.approx(sum(kept_words) / len(kept_words))
+    assert "captioned  14 of 14" in str(summary)
+    # a rerun finds nothing to do and loads no model
+    again = caption_dataset(ds, model=None, layer="recap", captioner="colour", filters=FILTERS,
+                            round=1, batch_size=2, progress=False)
+    assert ColourCaptioner.loads == 1 and again.new == 0 and again.complete
+    with pytest.raises(Exception, match="other provenance"):
+        caption_dataset(ds, model=None, layer="recap", captioner="colour", round=2, progress=False)
+
+
+def test_specialist_prompts_and_prompt_files(tmp_path, colour) -> None:
+    ds = make_dataset(tmp_path / "ds", n=6, shard_size=6)
+    spatial = ("Describe the image in detail, with a focus on spatial relations.", "Where is each object?")
+    caption_dataset(ds, model=None, layer="spatial", captioner="colour", prompts=spatial, progress=False)
+    assert {r["prompt"] for r in rows(ds, "spatial")} <= set(spatial)
+    assert ds.layer("spatial").info["prompt_set"] == "custom"
+    file = tmp_path / "prompts.txt"
+    file.write_text("Read the text in the image.\n")
+    caption_dataset(ds, model=None, layer="ocr", captioner="colour", prompts=str(file), progress=False)
+    assert {r["prompt"] for r in rows(ds, "ocr")} == {"Read the text in the image."}
+
+
+def test_failing_samples_are_skipped_and_named(tmp_path, colour) -> None:
+    ds = make_dataset(tmp_path / "ds", n=12, shard_size=4, small={5}, broken={9})
+    summary = caption_dataset(ds, model=None, layer="recap", captioner="colour", batch_size=2,
+                              progress=False)
+    assert summary.complete and summary.total == 12 and summary.captioned == 10
+    errors = summary.error_examples
+    assert summary.errors == 2 and set(errors) == {"img005", "img009"}
+    assert "'colour' (plugin 'colour-plugin') failed on sample 'img005'" in errors["img005"]
+    assert "cannot caption small images" in errors["img005"]
+    assert "img009" in errors["img009"] and "does not decode" in errors["img009"]
+    assert "errors     2 (first: img005" in str(summary)
+    by_id = {r["id"]: r for r in rows(ds, "recap")}
+    assert by_id["img005"]["kept"] is False and by_id["img005"]["text"] == ""
+    assert by_id["img005"]["meta"]["error"] == errors["img005"]
+    # the failing sample's chunk-mates were still captioned, one at a time
+    assert by_id["img004"]["kept"] and by_id["img006"]["kept"]
+
+
+def test_stop_on_error_keeps_finished_shards(tmp_path, colour) -> None:
+    ds = make_dataset(tmp_path / "ds", n=12, shard_size=4, small={5})
+    with pytest.raises(CaptionError, match=r"plugin 'colour-plugin'.*'img005'.*shard 00001"):
+        caption_dataset(ds, model=None, layer="recap", captioner="colour", on_error="stop", progress=False)
+    layer = ds.layer("recap")
+    assert layer.done_shards() == ["00000"] and not layer.is_complete()
+
+
+class DiceCaptioner:
+    """Samples its captions from torch's RNG; fails on images whose top-left pixel is
+    ``fail_on``."""
+
+    fail_on: tuple | None = None
+
+    @vila2.hookimpl
+    def register_captioners(self, register):
+        def load(model, settings):
+            import torch
+
+            def caption(images, prompts):
+                if any(image.getpixel((0, 0)) == DiceCaptioner.fail_on for image in images):
+                    raise RuntimeError("interrupted")
+                return [f"dice {torch.randint(0, 10**6, ()).item()}" for _ in images]
+
+            return caption
+
+        register(vila2.Captioner("dice", load=load))
+
+
+def test_sampled_captions_are_the_same_after_a_resume(tmp_path, plugin_registered) -> None:
+    plugin_registered(DiceCaptioner(), name="dice-plugin")
+    ds = make_dataset(tmp_path / "ds", n=12, shard_size=4)
+    DiceCaptioner.fail_on = None
+    caption_dataset(ds, model=None, layer="whole", captioner="dice", progress=False)
+    DiceCaptioner.fail_on = ds.load_image(next(ds.iter_samples(shards=["00001"]))).getpixel((0, 0))
+    with pytest.raises(CaptionError, match="interrupted"):
+        caption_dataset(ds, model=None, layer="resumed", captioner="dice", on_error="stop", progress=False)
+    assert ds.layer("resumed").done_shards() == ["00000"]
+    DiceCaptioner.fail_on = None
+    caption_dataset(ds, model=None, layer="resumed", captioner="dice", on_error="stop", progress=False)
+    assert rows(ds, "resumed") == rows(ds, "whole")
+    assert len({r["text"] for r in rows(ds, "whole")}) > 6  # really random
+
+
+def test_a_broken_captioner_contract_stops_the_run(tmp_path, colour) -> None:
+    ds = make_dataset(tmp_path / "ds", n=4, shard_size=4)
+    with pytest.raises(PluginError, match=r"'wrong-count'.*one string per image"):
+        caption_dataset(ds, model=None, layer="recap", captioner="wrong-count", progress=False)
+
+
+def test_bad_arguments_are_named(tmp_path, colour) -> None:
+    ds = make_dataset(tmp_path / "ds", n=2, shard_size=2)
+    with pytest.raises(PluginError, match="no captioner named 'selff'"):
+        caption_dataset(ds, model=None, layer="x", captioner="selff")
+    with pytest.raises(ValueError, match="on_error"):
+        caption_dataset(ds, model=None, layer="x", on_error="ignore")
+    with pytest.raises(ValueError, match="neither a prompt set"):
+        caption_dataset(ds, model=None, layer="x", captioner="colour", prompts="longg")
+    with pytest.raises(CaptionError, match=r"'self'.*needs a model folder"):
+        caption_dataset(ds, model=None, layer="x", progress=False)
+
+
+# ------------------------------------------------------------------ with the tiny model
+def cli_args(ds: Path, model: Path, layer: str, settings: dict) -> list[str]:
+    return ["caption", str(ds), "--model", str(model), "--layer", layer, "--batch-size", "3",
+            "--max-new-tokens", "12", "--filter", "repeated_sentence", "--filter", "word_count:min=2",
+            "--filter", "exact_duplicate",
+            "--set", f"suppress_tokens={json.dumps(settings['suppress_tokens'])}"]
+
+
+def reference(ds: Dataset, model: Path, layer: str, settings: dict) -> None:
+    """The uninterrupted single-process run the CLI runs must reproduce."""
+    caption_dataset(ds, model=model, layer=layer, batch_size=3, max_new_tokens=12, filters=FILTERS[:3],
+                    settings=settings, progress=False)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, model_dir, settings, fresh_host) -> None:
+    ds = make_dataset(tmp_path / "ds", n=36, shard_size=6)
+    reference(ds, model_dir, "whole", settings)
+    process = subprocess.Popen([sys.executable, "-m", "vila2", *cli_args(ds.path, model_dir, "resumed", settings)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ONE_THREAD)
+    markers = ds.path / "layers" / "resumed"
+    deadline = time.monotonic() + 240
+    while not list(markers.glob("*.done")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = len(list(markers.glob("*.done")))
+    assert 1 <= done_before < 6, process.stderr.read().decode()[-2000:]
+
+    summary = caption_dataset(
+        ds, model=model_dir, layer="resumed", batch_size=3, max_new_tokens=12, filters=FILTERS[:3],
+        settings=settings, progress=False)
+    assert summary.complete
+    assert summary.new == 36 - 6 * done_before  # finished shards were not captioned again
+    resumed = rows(ds, "resumed")
+    assert [r["id"] for r in resumed] == [i for shard in ds.shards() for i in ds.shard_ids(shard)]
+    assert len({r["id"] for r in resumed}) == 36
+    assert resumed == rows(ds, "whole")
+    assert any(r["text"] for r in resumed)
+    assert not list(markers.glob("*.tmp*"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_write_the_layer_one_process_writes(tmp_path, model_dir, settings, fresh_host) -> None:
+    ds = make_dataset(tmp_path / "ds", n=18, shard_size=6)
+    reference(ds, model_dir, "one", settings)
+    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                  "--main_process_port", str(free_port())]
+    result = subprocess.run([*accelerate, "-m", "vila2", *cli_args(ds.path, model_dir, "two", settings)],
+                            capture_output=True, text=True, timeout=600,
+                            env=ONE_THREAD)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("layer 'two'") == 1  # only the main process reports
+    assert "captioned  18 of 18" in result.stdout
+    assert ds.layer("two").is_complete()
+    assert rows(ds, "two") == rows(ds, "one")
+    summary = summarize(ds, "two")
+    assert summary.total == 18 and summary.complete
+
+
+def test_cli_reports_errors_a_user_can_fix(tmp_path, model_dir) -> None:
+    ds = make_dataset(tmp_path / "ds", n=2, shard_size=2)
+    result = subprocess.run([sys.executable, "-m", "vila2", "caption", str(ds.path), "--model", str(model_dir),
+                             "--layer", "x", "--filter", "word_count:mn=3"],
+                            capture_output=True, text=True, timeout=300, env=ONE_THREAD)
+    assert result.returncode != 0
+    assert "filter 'word_count'" in result.stderr and "no setting mn" in result.stderr

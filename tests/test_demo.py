@@ -1,0 +1,164 @@
+"""`vila2 demo --quick` end to end: the report's structure, where every number comes from, and a
+kill at a step boundary and in the middle of a step giving the same report as an uninterrupted run.
+
+These run the real loop (world, training, recaptioning, specialists, evaluation) on the quick
+recipe, so they take minutes: they are marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vila2.report import markdown_table
+
+pytestmark = pytest.mark.slow
+
+KILLER = '''
+import os, signal, threading
+import vila2
+
+@vila2.hookimpl
+def on_step_end(step, run_dir, outputs):
+    if step != os.environ["KILL_AFTER_STEP"]:
+        return
+    delay = float(os.environ["KILL_DELAY"])
+    if delay == 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+    threading.Timer(delay, os.kill, (os.getpid(), signal.SIGKILL)).start()
+'''
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("VILA2_LOAD_PLUGINS", None)  # the demo uses whatever specialists are installed
+    env.update(extra)
+    return env
+
+
+def _demo(out: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "vila2", "demo", "--quick", "--out", str(out), *args],
+                          env=_env(**env), capture_output=True, text=True, timeout=1800)
+
+
+def _installed_specialists() -> list[str]:
+    code = "from vila2.plugins import Host; print(','.join(sorted(Host().specialists())))"
+    names = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True,
+                           check=True).stdout.strip()
+    return [n for n in names.split(",") if n]
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("demo") / "run"
+    result = _demo(out)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return out, result.stdout
+
+
+def test_report_structure(quick_demo: tuple[Path, str]) -> None:
+    out, stdout = quick_demo
+    results = json.loads((out / "results.json").read_text())
+    rows = results["rows"]
+    rounds = [r for r in rows if r["kind"] == "round"]
+    assert [r["name"] for r in rounds] == [f"round {i}" for i in range(len(rounds))]
+    assert 2 <= len(rounds) <= 3  # rounds 0..2, fewer only when the caption benchmark saturated
+    specialists = _installed_specialists()
+    assert [r["specialist"] for r in rows if r["kind"] == "specialist"] == specialists
+    assert [r["kind"] for r in rows[len(rounds):]] == ["specialist"] * len(specialists) + (["final"] if specialists else [])
+    assert results["benchmarks"][:2] == ["vqa", "caption"]
+    for row in rows:
+        if row["kind"] in {"round", "final"}:
+            assert {"vqa", "caption"} <= set(row["scores"])
+            assert row["hallucination"]["metric"] == "chair_i"
+        if row["kind"] == "final":  # also scored on every specialist's domain
+            assert set(row["scores"]) == {"vqa", "caption", *(r["domain"] for r in rows if r["kind"] == "specialist")}
+        if row["kind"] == "specialist":
+            # its own domain benchmark, next to the self-augmented model's
+            assert set(row["scores"]) == set(row["base_scores"]) == {row["domain"]}
+        if row["kind"] != "final":
+            assert row["caption_words"]["value"] >= 0
+    report = (out / "report.md").read_text()
+    table = markdown_table(results)
+    assert table in report
+    assert table in stdout  # printed at the end
+    assert "| model | caption words | vqa | caption |" in report
+    for plot in ("scores.png", "caption_length.png"):
+        assert (out / "plots" / plot).stat().st_size > 1000
+        assert f"(plots/{plot})" in report
+
+
+def _printed(value: float, percent: bool = True) -> str:
+    return f"{100 * value:.1f}" if percent else f"{value:.1f}"
+
+
+def test_every_number_comes_from_an_evaluation_file(quick_demo: tuple[Path, str]) -> None:
+    out, _ = quick_demo
+    results = json.loads((out / "results.json").read_text())
+    sources: set[str] = set()
+    for row in results["rows"]:
+        cells: list[dict[str, Any]] = [*row["scores"].values(), *(row.get("base_scores") or {}).values()]
+        for cell in cells:
+            file = out / cell["file"]
+            assert file.name == "result.json" and "eval" in file.parts, file
+            recorded = json.loads(file.read_text())
+            assert recorded["metrics"][recorded["primary"]] == cell["score"]
+            assert recorded["model"] == row["model"] or row["kind"] == "specialist"
+            assert (file.parent / f"{recorded['benchmark']}.jsonl").is_file() or any(file.parent.glob("*.jsonl"))
+            sources.add(_printed(cell["score"]))
+        if row["hallucination"]:
+            recorded = json.loads((out / row["hallucination"]["file"]).read_text())
+            assert recorded["metrics"]["chair_i"] == row["hallucination"]["value"]
+            sources.add(_printed(row["hallucination"]["value"]))
+        if row["caption_words"]:
+            stats = json.loads((out / row["caption_words"]["file"]).read_text())
+            assert stats["mean_words"] == row["caption_words"]["value"]
+            sources.add(_printed(row["caption_words"]["value"], percent=False))
+    for row in results["rows"]:
+        for domain, mine in row["scores"].items() if row["kind"] == "specialist" else ():
+            base = row["base_scores"][domain]["score"]
+            sources.add(f"{100 * (mine['score'] - base):+.1f}")
+    report = (out / "report.md").read_text()
+    table_rows = [line for line in report.splitlines() if line.startswith("| ") and not line.startswith("| model")
+                  and not line.startswith("| specialist |")]
+    numbers = [n for line in table_rows for n in re.findall(r"(?<![\w.+-])[+-]?\d+\.\d(?!\d)", line)]
+    assert numbers
+    assert [n for n in numbers if n not in sources] == []
+
+
+def test_kill_at_a_boundary_and_mid_step_gives_the_same_report(
+    quick_demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    reference, _ = quick_demo
+    killer = tmp_path / "killer.py"
+    killer.write_text(KILLER)
+    out = tmp_path / "run"
+
+    # 1. killed right after a step's marker is written
+    first = _demo(out, "--plugin", str(killer), KILL_AFTER_STEP="round0.train", KILL_DELAY="0")
+    assert first.returncode == -9, first.stderr[-2000:]
+    assert (out / "steps" / "round0.train.json").is_file()
+    assert not (out / "steps" / "round0.eval.vqa.json").exists()
+
+    # 2. killed a few seconds into round 1's training (after its recaption finished)
+    second = _demo(out, "--plugin", str(killer), KILL_AFTER_STEP="round1.caption", KILL_DELAY="6")
+    assert second.returncode == -9, second.stderr[-2000:]
+    assert (out / "steps" / "round1.caption.json").is_file()
+    assert not (out / "steps" / "round1.train.json").exists()
+    assert (out / "round1" / "train").is_dir()  # the killed attempt left work behind
+
+    # 3. resumed to the end
+    third = _demo(out)
+    assert third.returncode == 0, third.stderr[-4000:]
+    assert "done   round0.train" in third.stdout and "done   round1.caption" in third.stdout
+    assert (out / "report.md").read_text() == (reference / "report.md").read_text()
+    ours = json.loads((out / "results.json").read_text())
+    theirs = json.loads((reference / "results.json").read_text())
+    assert ours["rows"] == theirs["rows"]

@@ -1,0 +1,131 @@
+"""LoRA specialists: the built-in finetune_specialist hook, PEFT-format adapters, merging, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import vila2
+
+SETTINGS = {"r": 4, "max_steps": 3, "batch_size": 4, "max_length": 160, "lr": 5e-3}
+
+
+class SpatialPlugin:
+    """A specialist that takes the embedded world's spatial set as its domain data."""
+
+    @vila2.hookimpl
+    def register_specialists(self, register):
+        def prepare(source, world, out_dir):
+            return source or str(Path(world) / "spatial")
+
+        register(vila2.Specialist("spatial-test", prepare_data=prepare,
+                                  prompts=("Describe the spatial relations.",), lora={"r": 2, "alpha": 8}))
+
+
+@pytest.fixture(scope="module")
+def adapter(tiny_model: Path, tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vila2.train import finetune_lora
+
+    out = tmp_path_factory.mktemp("lora") / "spatial"
+    return finetune_lora(tiny_model, tiny_world / "spatial", out, SETTINGS)
+
+
+def _image_inputs(processor):
+    from PIL import Image
+
+    from vila2.model import chat_prompt
+
+    return processor(images=[Image.new("RGB", (64, 64), "blue")],
+                     text=[chat_prompt(processor, "Where is the circle?")], return_tensors="pt")
+
+
+def test_adapter_is_peft_format_on_the_language_model(adapter: Path, tiny_model: Path) -> None:
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageTextToText
+
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["r"] == 4 and config["peft_type"] == "LORA"
+    assert Path(config["base_model_name_or_path"]) == tiny_model.resolve()
+    weights = load_file(str(adapter / "adapter_model.safetensors"))
+    assert weights and all("language_model" in k and "lora_" in k for k in weights)
+    assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in weights.items())  # trained
+    assert not (adapter / "model.safetensors").exists()
+    # peft alone opens it, without vila2
+    base = AutoModelForImageTextToText.from_pretrained(tiny_model)
+    model = PeftModel.from_pretrained(base, str(adapter))
+    assert isinstance(model, PeftModel)
+    with torch.no_grad():
+        assert torch.isfinite(model(**_image_inputs(_processor(adapter))).logits).all()
+
+
+def _processor(folder: Path):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(folder)
+
+
+def test_vila2_load_opens_adapters_and_merges(adapter: Path, tiny_model: Path) -> None:
+    import torch
+
+    from vila2.model import load
+
+    with_adapter, processor = load(adapter)
+    merged, _ = load(adapter, merge=True)
+    base, _ = load(tiny_model)
+    inputs = _image_inputs(processor)
+    with torch.no_grad():
+        a, b, c = (m(**inputs).logits for m in (with_adapter, merged, base))
+        generated = with_adapter.generate(**inputs, max_new_tokens=3, do_sample=False)
+    assert torch.allclose(a, b, atol=1e-5)
+    assert not torch.allclose(a, c, atol=1e-5)
+    assert generated.shape[1] > inputs["input_ids"].shape[1]
+
+
+def test_merge_setting_saves_a_full_model(tiny_model: Path, tiny_world: Path, tmp_path: Path) -> None:
+    import torch
+
+    from vila2.model import is_adapter, load
+    from vila2.train import finetune_lora
+
+    out = finetune_lora(tiny_model, tiny_world / "spatial", tmp_path / "merged", {**SETTINGS, "merge": True})
+    assert (out / "model.safetensors").is_file() and not is_adapter(out)
+    assert is_adapter(out / "adapter")
+    full, processor = load(out)
+    from_adapter, _ = load(out / "adapter", merge=True)
+    inputs = _image_inputs(processor)
+    with torch.no_grad():
+        assert torch.allclose(full(**inputs).logits, from_adapter(**inputs).logits, atol=1e-5)
+
+
+def test_unknown_settings_are_named(tiny_model: Path, tiny_world: Path, tmp_path: Path) -> None:
+    from vila2.train import TrainError, finetune_lora
+
+    with pytest.raises(TrainError, match="rank: Extra inputs"):
+        finetune_lora(tiny_model, tiny_world / "spatial", tmp_path / "x", {"rank": 4})
+
+
+def test_builtin_hook_and_cli(tiny_model: Path, tiny_world: Path, tmp_path: Path, plugin_registered,
+                              fresh_host, capsys: pytest.CaptureFixture[str]) -> None:
+    from vila2.cli import main
+    from vila2.model import is_adapter
+
+    plugin_registered(SpatialPlugin(), name="spatial-test-plugin")
+    specialist = fresh_host.get("specialist", "spatial-test")
+    result = fresh_host.hook.finetune_specialist(
+        specialist=specialist, base_model=str(tiny_model), data=str(tiny_world / "spatial"),
+        out_dir=str(tmp_path / "hook"), settings={"max_steps": 1, "batch_size": 4, "max_length": 160})
+    assert is_adapter(result)
+    assert json.loads((Path(result) / "adapter_config.json").read_text())["r"] == 2  # the specialist's default
+
+    main(["finetune", "spatial-test", "--model", str(tiny_model), "--out", str(tmp_path / "cli"),
+          "--world", str(tiny_world), "--set", "max_steps=1", "--set", "batch_size=4", "--set", "max_length=160",
+          "--set", "r=3"])
+    assert "specialist spatial-test saved to" in capsys.readouterr().out
+    assert json.loads((tmp_path / "cli" / "adapter_config.json").read_text())["r"] == 3
+    with pytest.raises(SystemExit):
+        main(["finetune", "spatail-test", "--model", str(tiny_model), "--out", str(tmp_path / "typo")])
+    assert "Did you mean 'spatial-test'" in capsys.readouterr().err

@@ -1,0 +1,154 @@
+"""The loop's decisions and its checks before any step runs (no training here: see test_demo)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import vila2
+from vila2.pipeline import Pipeline, mean_words, saturated
+from vila2.recipe import RecipeError, parse_recipe
+
+RECIPE = {
+    "data": {"world": {"seed": 0, "size": "tiny"}},
+    "model": {"preset": "llava-tiny"},
+    "training": {"stages": [{"name": "sft", "data": ["captions", "sft"], "steps": 2}]},
+    "self_augment": {"rounds": 1, "filters": ["repeated_sentence"]},
+    "evaluators": ["vqa"],
+}
+
+
+def _pipeline(tmp_path: Path, **change: Any) -> Pipeline:
+    raw = copy.deepcopy(RECIPE)
+    raw.update(change)
+    return Pipeline(parse_recipe(raw, source="r.yaml", base_dir=tmp_path), tmp_path / "run", log=lambda _: None)
+
+
+def test_saturation_rule() -> None:
+    assert saturated([0.30], 0.01) is None
+    assert saturated([0.30, 0.35], 0.01) is None
+    assert saturated([0.30, 0.35, 0.355], 0.01) == "gain +0.0050 < 0.01"
+    assert saturated([0.30, 0.29], 0.0) == "gain -0.0100 < 0.0"
+
+
+def test_mean_words() -> None:
+    assert mean_words({}) == 0.0
+    assert mean_words({"a": "one two", "b": "one two three four"}) == 3.0
+
+
+def test_check_accepts_builtins(fresh_host: Any, tmp_path: Path) -> None:
+    assert _pipeline(tmp_path).check() == []
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"evaluators": ["nonesuch"]}, "recipe: no evaluator for benchmark 'nonesuch' with backend 'builtin'"),
+    ({"self_augment": {"filters": ["no_such_filter"]}}, "recipe: no filter named 'no_such_filter'"),
+    ({"self_augment": {"filters": [{"name": "word_count", "settings": {"mni": 3}}]}},
+     "recipe: filter 'word_count' (plugin 'vila2.default_plugins.filters') has no setting mni"),
+    ({"self_augment": {"captioner": "gpt9"}}, "recipe: no captioner named 'gpt9'"),
+    ({"specialists": {"names": ["ocr"]}},
+     "recipe: specialists.names: 'ocr' not installed; installed: none. Install with `pip install vila2-ocr-specialist`"),
+])
+def test_check_names_what_is_wrong(fresh_host: Any, tmp_path: Path, change: dict, expected: str) -> None:
+    with pytest.raises(RecipeError) as info:
+        _pipeline(tmp_path, **change).check()
+    assert expected in str(info.value)
+    assert not (tmp_path / "run" / "steps").exists()  # nothing ran
+
+
+class _Counting:
+    """A plugin with one specialist, as an installed package would register it."""
+
+    @vila2.hookimpl
+    def register_specialists(self, register: Any) -> None:
+        register(vila2.Specialist("counting", prepare_data=lambda source, world, out: out,
+                                  prompts=("Count the objects.",), settings={"pip": "vila2-counting"}))
+
+
+def test_missing_specialist_lists_installed(fresh_host: Any, plugin_registered: Any, tmp_path: Path) -> None:
+    plugin_registered(_Counting(), name="counting-plugin")
+    assert [s.name for s in _pipeline(tmp_path, specialists={"names": "installed"}).check()] == ["counting"]
+    with pytest.raises(RecipeError, match=r"'spatial' not installed; installed: counting \(vila2-counting\)"):
+        _pipeline(tmp_path, specialists={"names": ["counting", "spatial"]}).check()
+
+
+def test_recipe_plugins_are_loaded(fresh_host: Any, tmp_path: Path) -> None:
+    (tmp_path / "shouty.py").write_text(
+        "import vila2\n\n@vila2.hookimpl\ndef register_filters(register):\n"
+        "    register(vila2.Filter('shouty', check=lambda sample, text: text.isupper()))\n")
+    pipeline = _pipeline(tmp_path, plugins=["shouty.py"], self_augment={"filters": ["shouty"]})
+    pipeline.check()
+    assert "shouty" in fresh_host.filters()
+
+
+class _Recorder:
+    """Observes the lifecycle hooks."""
+
+    def __init__(self) -> None:
+        self.steps: list[str] = []
+        self.rounds: list[tuple[int, list[str]]] = []
+        self.reports: list[dict] = []
+
+    @vila2.hookimpl
+    def on_step_end(self, step: str, run_dir: str, outputs: dict) -> None:
+        self.steps.append(step)
+
+    @vila2.hookimpl
+    def on_round_end(self, round: int, model: str, results: dict, run_dir: str) -> None:
+        assert Path(model).is_dir()
+        self.rounds.append((round, sorted(results)))
+
+    @vila2.hookimpl
+    def on_run_end(self, run_dir: str, report: dict) -> None:
+        self.reports.append(report)
+
+
+TINY_RUN = {
+    "data": {"world": {"seed": 0, "size": "tiny"}, "pretrain_limit": 40},
+    "model": {"preset": "llava-tiny", "overrides": {"hidden_size": 64, "intermediate_size": 128}},
+    "training": {"batch_size": 8, "max_length": 96, "stages": [{"name": "sft", "data": ["captions", "sft"], "steps": 2}]},
+    "self_augment": {"rounds": 1, "filters": ["repeated_sentence"], "max_new_tokens": 8},
+    "evaluators": [{"name": "vqa", "limit": 4}, {"name": "caption", "limit": 4, "settings": {"max_new_tokens": 8}}],
+}
+
+
+@pytest.mark.slow
+def test_tiny_run_resumes_refuses_changes_and_reruns_them(
+    fresh_host: Any, plugin_registered: Any, tmp_path: Path
+) -> None:
+    from vila2.pipeline import run_recipe
+    from vila2.steps import StepChanged
+
+    recorder = _Recorder()
+    plugin_registered(recorder, name="recorder")
+    recipe = parse_recipe(TINY_RUN, source="r.yaml", base_dir=tmp_path)
+    out = tmp_path / "run"
+    first = run_recipe(recipe, out, log=lambda _: None)
+
+    assert [r["name"] for r in first["rows"]] == ["round 0", "round 1"]
+    assert first["benchmarks"] == ["vqa", "caption"]
+    assert recorder.rounds == [(0, ["caption", "vqa"]), (1, ["caption", "vqa"])]
+    assert recorder.steps[:5] == ["world", "pretrain", "base", "round0.train", "round0.eval.vqa"]
+    assert "round1.caption" in recorder.steps and len(recorder.reports) == 1
+    assert (out / "report.md").is_file() and (out / "plots" / "scores.png").is_file()
+
+    # the same recipe again: every step is done, the report is the same
+    recorder.steps.clear()
+    again = run_recipe(recipe, out, log=lambda _: None)
+    assert recorder.steps == []
+    assert again["rows"] == first["rows"]
+
+    # a changed filter: refused, naming the step and the key
+    changed = copy.deepcopy(TINY_RUN)
+    changed["self_augment"]["filters"] = ["garbage"]
+    changed_recipe = parse_recipe(changed, source="r.yaml", base_dir=tmp_path)
+    with pytest.raises(StepChanged, match=r"step 'round1\.caption' depends on filters which changed"):
+        run_recipe(changed_recipe, out, log=lambda _: None)
+    assert recorder.steps == []
+
+    # explicitly rerun: only the steps downstream of the recaption run again
+    run_recipe(changed_recipe, out, rerun_changed=True, log=lambda _: None)
+    assert recorder.steps == ["round1.caption", "round1.train", "round1.eval.vqa", "round1.eval.caption"]

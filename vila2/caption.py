@@ -1,0 +1,359 @@
+"""The recaption engine: a captioner writes a new caption layer over a dataset's images.
+
+::
+
+    from vila2.caption import caption_dataset
+
+    summary = caption_dataset("data/pretrain", model="runs/r0/model", layer="recap-r1", round=1,
+                              filters=["repeated_sentence", {"name": "word_count", "min": 8}])
+    print(summary)
+
+How it keeps work safe and fast:
+
+* **Per-shard resume.** The layer has one shard per image shard, written atomically with a
+  completion marker; a rerun (same provenance) skips finished shards, so after a kill every
+  sample is captioned exactly once. Nothing survives a kill but finished shards.
+* **Ranks.** Under ``accelerate launch`` rank *r* of *w* takes image shards *r*, *r + w*, ...;
+  the layer is complete when every shard is done, whoever wrote it.
+* **Same layer however it is split.** Each shard is captioned in the same chunks, with the same
+  prompts (drawn by sample id), the same random seed and fresh filter state, so with greedy
+  decoding a resumed or multi-rank layer equals a single uninterrupted run's.
+* **Batches.** The captioner gets a few batches' worth of images per call, so it can sort them
+  by prompt length (see :class:`vila2.generate.Generator`); a worker thread decodes the next
+  call's images meanwhile.
+* **Errors.** A sample the captioner or a filter fails on is named with the plugin; with
+  ``on_error="skip"`` it gets an empty, not-kept row whose ``meta["error"]`` says why, and the
+  run goes on; with ``"stop"`` the run stops (finished shards stay).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vila2.components import Captioner, Filter
+from vila2.filtering import FilterError, FilterStep, apply_filters, resolve_filters
+from vila2.prompts import choose_prompt, prompt_set_name, resolve_prompts
+
+#: batches handed to the captioner per call: enough for length bucketing to pay off
+BATCHES_PER_CALL = 4
+#: failed samples a summary quotes (all of them are in the layer's rows)
+ERROR_EXAMPLES = 20
+ON_ERROR = ("skip", "stop")
+
+
+class CaptionError(RuntimeError):
+    """A captioner or filter failed on a sample; the message names the plugin and the sample."""
+
+
+@dataclass
+class CaptionSummary:
+    """What a caption run produced. Counts cover every finished shard of the layer (earlier runs
+    included); ``new`` and ``seconds`` cover this call on this process (captioning time, model
+    loading excluded)."""
+
+    dataset: str
+    layer: str
+    complete: bool
+    total: int
+    captioned: int
+    kept: int
+    filtered: dict[str, int]
+    errors: int
+    error_examples: dict[str, str]
+    mean_words: float
+    new: int
+    seconds: float
+    shards_done: int = 0
+    shards_total: int = 0
+
+    @property
+    def images_per_second(self) -> float:
+        """Samples captioned per second by this call."""
+        return self.new / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "images_per_second": self.images_per_second}
+
+    def __str__(self) -> str:
+        state = "complete" if self.complete else f"{self.shards_done}/{self.shards_total} shards"
+        lines = [
+            f"layer {self.layer!r} of {self.dataset} ({state})",
+            f"  captioned  {self.captioned} of {self.total} samples "
+            f"({self.new} now, {self.images_per_second:.1f} images/s)",
+            f"  kept       {self.kept}, mean {self.mean_words:.1f} words",
+        ]
+        for name, count in sorted(self.filtered.items()):
+            lines.append(f"  filtered   {count} by {name}")
+        if self.errors:
+            first_id, first_error = next(iter(self.error_examples.items()))
+            lines.append(f"  errors     {self.errors} (first: {first_id}: {first_error})")
+        return "\n".join(lines)
+
+
+def caption_dataset(
+    dataset: Any,
+    *,
+    model: str | Path | None,
+    layer: str,
+    captioner: str = "self",
+    prompts: str | Path | Sequence[str] = "long",
+    filters: Sequence[str | Mapping[str, Any] | Filter] = (),
+    round: int | None = None,
+    batch_size: int = 32,
+    max_new_tokens: int = 128,
+    settings: Mapping[str, Any] | None = None,
+    on_error: str = "skip",
+    seed: int = 0,
+    progress: bool = True,
+) -> CaptionSummary:
+    """Caption every image of ``dataset`` (a folder or :class:`vila2.data.Dataset`) into the
+    caption layer ``layer``, resuming it if an earlier run with the same provenance stopped.
+
+    * ``captioner``: a registered captioner's name; ``model`` is the folder it loads.
+    * ``prompts``: ``"long"``, ``"brief"``, a prompt file, or a sequence of prompts (a
+      specialist's); one is drawn per image from its id and ``seed``.
+    * ``filters``: recipe entries (see :func:`resolve_filters`); scores land in the layer.
+    * ``settings``: the captioner's settings (``do_sample``, ``temperature``, ``top_p``, ``stop``,
+      ``dtype``, ``device``...) on top of ``batch_size`` and ``max_new_tokens``.
+    * ``on_error``: ``"skip"`` records a failing sample and goes on; ``"stop"`` raises.
+    """
+    from accelerate import PartialState
+
+    from vila2.data import Dataset
+    from vila2.plugins import get_host
+
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    ds = dataset if isinstance(dataset, Dataset) else Dataset.open(dataset)
+    host = get_host()
+    component: Captioner = host.get("captioner", captioner)
+    prompt_list = resolve_prompts(prompts)
+    steps = resolve_filters(filters, host)
+    load_settings = {**component.settings, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
+                     **(settings or {})}
+    state = PartialState()
+    writer = ds.create_layer(
+        layer, "caption",
+        producer=f"{component.plugin}:{component.name}",
+        model=None if model is None else str(model),
+        round=round,
+        prompt_set=prompt_set_name(prompts),
+        settings={
+            # batch size changes speed, not captions; everything else that shapes them is here
+            "captioner": {k: v for k, v in load_settings.items() if k != "batch_size"},
+            "prompts": list(prompt_list),
+            "filters": [step.spec() for step in steps],
+            "seed": seed,
+        },
+    )
+    pending = writer.pending_shards(state.process_index, state.num_processes)
+    new, seconds = 0, 0.0
+    if pending:
+        new, seconds = _caption_shards(
+            ds, writer, pending, component, model, load_settings, prompt_list, steps, seed,
+            chunk=batch_size * BATCHES_PER_CALL, on_error=on_error,
+            progress=progress and state.is_local_main_process,
+            desc=f"caption {layer}"
+            + (f" [rank {state.process_index} of {state.num_processes}]" if state.num_processes > 1 else ""),
+        )
+    state.wait_for_everyone()
+    return summarize(ds, layer, new=new, seconds=seconds)
+
+
+def _caption_shards(
+    ds: Any, writer: Any, shards: list[str], component: Captioner, model: str | Path | None,
+    load_settings: Mapping[str, Any], prompts: Sequence[str], steps: Sequence[FilterStep],
+    seed: int, *, chunk: int, on_error: str, progress: bool, desc: str,
+) -> tuple[int, float]:
+    """Caption ``shards``; returns how many samples were captioned and the seconds it took
+    (model loading excluded)."""
+    from tqdm.auto import tqdm
+
+    try:
+        caption = component.load(None if model is None else str(model), load_settings)
+    except Exception as exc:
+        raise CaptionError(
+            f"captioner {component.name!r} (plugin {component.plugin!r}) could not load"
+            + (f" model {model}" if model is not None else "") + f": {exc}"
+        ) from exc
+    started = time.perf_counter()
+    rows_per_shard = {entry["name"]: int(entry["rows"]) for entry in ds.manifest["shards"]}
+    bar = tqdm(total=sum(rows_per_shard[s] for s in shards), unit="img", desc=desc, disable=not progress,
+               dynamic_ncols=True)
+    new = 0
+    # one worker decodes the next chunk's images while the captioner works on this one
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        try:
+            for shard in shards:
+                _seed_shard(seed, shard)
+                shard_state: dict[str, Any] = {}
+                rows: list[dict[str, Any]] = []
+                for samples, images, errors in _decoded_chunks(ds, shard, chunk, pool):
+                    rows += _caption_chunk(samples, images, errors, shard, shard_state, caption, component,
+                                           prompts, steps, seed, on_error)
+                    bar.update(len(samples))
+                writer.write_shard(shard, rows)
+                new += sum(1 for row in rows if "error" not in row["meta"])
+        finally:
+            bar.close()
+    return new, time.perf_counter() - started
+
+
+def _decoded_chunks(
+    ds: Any, shard: str, size: int, pool: ThreadPoolExecutor
+) -> Iterator[tuple[list[dict[str, Any]], dict[int, Any], dict[int, str]]]:
+    """``(samples, images, errors)`` per chunk of ``size`` samples of ``shard``, in order; chunk
+    *k + 1* is decoded in ``pool`` while the caller works on chunk *k*."""
+    samples = ds.iter_samples(shards=[shard])
+    ahead = None
+    while chunk := list(itertools.islice(samples, size)):
+        upcoming = pool.submit(_decode, ds, chunk, shard)
+        if ahead is not None:
+            yield ahead.result()
+        ahead = upcoming
+    if ahead is not None:
+        yield ahead.result()
+
+
+def _decode(ds: Any, samples: list[dict[str, Any]], shard: str) -> tuple[list[dict[str, Any]], dict[int, Any], dict[int, str]]:
+    images: dict[int, Any] = {}
+    errors: dict[int, str] = {}
+    for i, sample in enumerate(samples):
+        try:
+            images[i] = ds.load_image(sample)
+        except Exception as exc:
+            errors[i] = f"image of sample {sample['id']!r} in shard {shard} does not decode: {exc}"
+    return samples, images, errors
+
+
+def _seed_shard(seed: int, shard: str) -> None:
+    """Seed the RNGs from ``(seed, shard)``: a sampled shard draws the same captions on any rank
+    and after a resume."""
+    import random
+
+    import torch
+
+    value = int.from_bytes(hashlib.sha256(f"{seed}\x00{shard}".encode()).digest()[:4], "big")
+    random.seed(value)
+    torch.manual_seed(value)
+
+
+def _caption_chunk(
+    samples: list[dict[str, Any]], images: dict[int, Any], errors: dict[int, str], shard: str,
+    shard_state: dict[str, Any], caption: Any, component: Captioner, prompts: Sequence[str],
+    steps: Sequence[FilterStep], seed: int, on_error: str,
+) -> list[dict[str, Any]]:
+    """Caption and filter one decoded chunk of a shard; rows come back in the samples' order."""
+    where = f"captioner {component.name!r} (plugin {component.plugin!r})"
+    chosen = [choose_prompt(prompts, sample["id"], seed) for sample in samples]
+    texts = _run_captioner(caption, where, samples, images, chosen, errors)
+    rows = []
+    for i, sample in enumerate(samples):
+        row: dict[str, Any] = {"id": sample["id"], "prompt": chosen[i]}
+        if i not in errors:
+            view = {**sample, "shard": shard, "shard_state": shard_state, "prompt": chosen[i]}
+            try:
+                row.update(apply_filters(steps, view, texts[i]))
+            except FilterError as exc:
+                errors[i] = str(exc)
+        if i in errors:
+            if on_error == "stop":
+                raise CaptionError(f"{errors[i]} (shard {shard}; finished shards are saved)")
+            row.update(text="", kept=False, scores={}, meta={"error": errors[i]})
+        rows.append(row)
+    return rows
+
+
+def _run_captioner(
+    caption: Any, where: str, samples: list[dict[str, Any]], images: dict[int, Any],
+    prompts: list[str], errors: dict[int, str],
+) -> dict[int, str]:
+    """Caption the decodable images in one call; if that call raises, caption them one at a time
+    to find the samples at fault (recorded in ``errors``)."""
+    from vila2.plugins import PluginError
+
+    order = sorted(images)
+
+    def call(indices: list[int]) -> list[str]:
+        out = caption([images[i] for i in indices], [prompts[i] for i in indices])
+        if not isinstance(out, list) or len(out) != len(indices) or not all(isinstance(t, str) for t in out):
+            # a broken contract fails every call alike: stop, whatever on_error says
+            raise PluginError(
+                f"{where} returned {type(out).__name__} of length {len(out) if hasattr(out, '__len__') else '?'}"
+                f" for {len(indices)} images; it must return one string per image"
+            )
+        return out
+
+    if not order:
+        return {}
+    try:
+        return dict(zip(order, call(order), strict=True))
+    except PluginError:
+        raise
+    except Exception as exc:
+        if len(order) == 1:
+            errors[order[0]] = f"{where} failed on sample {samples[order[0]]['id']!r}: {exc!r}"
+            return {}
+    texts: dict[int, str] = {}
+    for i in order:
+        try:
+            texts[i] = call([i])[0]
+        except PluginError:
+            raise
+        except Exception as exc:
+            errors[i] = f"{where} failed on sample {samples[i]['id']!r}: {exc!r}"
+    return texts
+
+
+def summarize(dataset: Any, layer: str, *, new: int = 0, seconds: float = 0.0) -> CaptionSummary:
+    """Count what a caption layer holds so far (finished shards only)."""
+    from vila2.data import Dataset
+
+    ds = dataset if isinstance(dataset, Dataset) else Dataset.open(dataset)
+    reader = ds.layer(layer)
+    done = set(reader.done_shards())
+    finished = [s for s in ds.shards() if s in done]
+    total = captioned = kept = words = errors = 0
+    filtered: dict[str, int] = {}
+    examples: dict[str, str] = {}
+    for row in reader.iter_rows(finished):
+        total += 1
+        if "error" in row["meta"]:
+            errors += 1
+            if len(examples) < ERROR_EXAMPLES:
+                examples[row["id"]] = row["meta"]["error"]
+            continue
+        captioned += 1
+        for name in row["meta"].get("rejected_by", ()):
+            filtered[name] = filtered.get(name, 0) + 1
+        if row["kept"]:
+            kept += 1
+            words += len(row["text"].split())
+    return CaptionSummary(
+        dataset=str(ds.path), layer=layer, complete=reader.is_complete(), total=total,
+        captioned=captioned, kept=kept, filtered=filtered, errors=errors, error_examples=examples,
+        mean_words=words / kept if kept else 0.0, new=new, seconds=seconds,
+        shards_done=len(finished), shards_total=len(ds.shards()),
+    )
+
+
+__all__ = [
+    "BATCHES_PER_CALL",
+    "CaptionError",
+    "CaptionSummary",
+    "FilterStep",
+    "apply_filters",
+    "caption_dataset",
+    "resolve_filters",
+    "summarize",
+]

@@ -1,0 +1,178 @@
+"""Turn training conversations into model inputs, with the loss only on answer tokens.
+
+The processor's own chat template renders the conversation, so any image-text-to-text model
+trains on exactly the text it is prompted with at inference. The rendered text is split into
+prompt and answer pieces by rendering growing prefixes of the conversation: the text a prefix
+adds after its generation prompt is that turn's answer (including the end-of-turn marker, so the
+model learns to stop). Prompt pieces — the image tokens among them — get the label -100.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from vila2.model import apply_template, strip_image_marker
+
+IGNORE_INDEX = -100
+# Per-token outputs of a processor, padded with these values; everything else is per image.
+_TOKEN_KEYS = {"input_ids": None, "attention_mask": 0, "labels": IGNORE_INDEX, "mm_token_type_ids": 0,
+               "token_type_ids": 0}
+
+
+class EncodingError(ValueError):
+    """A training example cannot be encoded; the message names the sample."""
+
+
+def to_messages(turns: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
+    """LLaVA turns (``from``/``value``) -> chat messages, the image in the first user turn."""
+    roles = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+    messages: list[dict[str, Any]] = []
+    for turn in turns:
+        role = roles.get(turn["from"])
+        if role is None:
+            raise EncodingError(f"unknown speaker {turn['from']!r} (use human/gpt)")
+        text = turn["value"]
+        if role == "user" and not any(m["role"] == "user" for m in messages):
+            content = [{"type": "image"}, {"type": "text", "text": strip_image_marker(text)}]
+        else:
+            content = [{"type": "text", "text": text.replace("<image>", "").strip()}]
+        messages.append({"role": role, "content": content})
+    return messages
+
+
+def segments(processor: Any, turns: Sequence[Mapping[str, str]]) -> list[tuple[str, bool]]:
+    """The rendered conversation as ``[(text, is_answer), ...]``; the first piece holds the image."""
+    messages = to_messages(turns)
+    pieces: list[tuple[str, bool]] = []
+    done = ""
+    for k, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prompt = apply_template(processor, messages[:k], add_generation_prompt=True)
+        full = apply_template(processor, messages[: k + 1], add_generation_prompt=False)
+        if not (prompt.startswith(done) and full.startswith(prompt)):
+            raise EncodingError(
+                "the chat template does not render conversations prefix by prefix; "
+                "answer tokens cannot be located"
+            )
+        pieces += [(prompt[len(done):], False), (full[len(prompt):], True)]
+        done = full
+    if not pieces:
+        raise EncodingError("the conversation has no assistant answer")
+    return pieces
+
+
+class ExampleEncoder:
+    """``encoder(example) -> dict`` of tensors for one example ``{"id", "image", "conversations"}``.
+
+    ``length(example)`` is a cheap estimate of the encoded length (text tokens + image tokens),
+    used to group examples of similar length into batches.
+    """
+
+    def __init__(self, processor: Any, max_length: int) -> None:
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.max_length = max_length
+        self._image_tokens: int | None = None
+
+    def _image(self, example: Mapping[str, Any]) -> Any:
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(example["image"])) as image:
+                return image.convert("RGB")
+        except Exception as exc:
+            raise EncodingError(f"sample {example.get('id')!r}: unreadable image ({exc})") from exc
+
+    def __call__(self, example: Mapping[str, Any]) -> dict[str, Any]:
+        import torch
+
+        sample_id = example.get("id")
+        try:
+            pieces = segments(self.processor, example["conversations"])
+        except (EncodingError, KeyError, TypeError) as exc:
+            raise EncodingError(f"sample {sample_id!r}: {exc}") from exc
+        first = self.processor(images=[self._image(example)], text=[pieces[0][0]], add_special_tokens=False,
+                               return_tensors="pt")
+        out = {k: v for k, v in first.items()}
+        ids = [out["input_ids"][0]]
+        labels = [torch.full_like(ids[0], IGNORE_INDEX)]
+        for text, is_answer in pieces[1:]:
+            piece = torch.tensor(self.tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
+            ids.append(piece)
+            labels.append(piece.clone() if is_answer else torch.full_like(piece, IGNORE_INDEX))
+        input_ids, label_ids = torch.cat(ids), torch.cat(labels)
+        prompt_length = len(ids[0])
+        if prompt_length >= self.max_length:
+            raise EncodingError(
+                f"sample {sample_id!r}: the first prompt with its image takes {prompt_length} tokens, "
+                f"more than max_length={self.max_length}"
+            )
+        input_ids, label_ids = input_ids[: self.max_length], label_ids[: self.max_length]
+        for key in _TOKEN_KEYS:
+            if key in out and key not in ("input_ids", "attention_mask"):
+                # the appended pieces are plain text: type 0 in per-token type ids
+                value = out[key][0]
+                extra = torch.zeros(len(input_ids) - len(value), dtype=value.dtype)
+                out[key] = torch.cat([value, extra])[: len(input_ids)]
+        out["input_ids"], out["labels"] = input_ids, label_ids
+        out["attention_mask"] = torch.ones_like(input_ids)
+        if self._image_tokens is None:
+            self._image_tokens = prompt_length - len(self.tokenizer(pieces[0][0], add_special_tokens=False)["input_ids"])
+        return out
+
+    def length(self, example: Mapping[str, Any]) -> int:
+        """Approximate token count of an encoded example (no image decoding)."""
+        if self._image_tokens is None:
+            self(example)
+        text = "".join(t for t, _ in segments(self.processor, example["conversations"]))
+        count = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return min(self.max_length, count + int(self._image_tokens or 0))
+
+
+class EncodedExamples:
+    """A map-style dataset: training examples, encoded when fetched (images stay compressed
+    in memory until then)."""
+
+    def __init__(self, examples: Sequence[Mapping[str, Any]], encoder: ExampleEncoder) -> None:
+        self.examples = examples
+        self.encoder = encoder
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.encoder(self.examples[index])
+
+
+def collate(features: Sequence[Mapping[str, Any]], pad_token_id: int) -> dict[str, Any]:
+    """Right-pad per-token tensors to the longest in the batch; concatenate image tensors.
+
+    Image tensors whose shapes differ past the first dimension (a varying number of image tiles)
+    are zero-padded along the second, which models such as Idefics3 skip as empty images.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    longest = max(len(f["input_ids"]) for f in features)
+    batch: dict[str, Any] = {}
+    for key in features[0]:
+        values = [f[key] for f in features]
+        if key in _TOKEN_KEYS:
+            pad = pad_token_id if key == "input_ids" else _TOKEN_KEYS[key]
+            batch[key] = torch.stack([F.pad(v, (0, longest - len(v)), value=pad) for v in values])
+        elif all(v.shape[1:] == values[0].shape[1:] for v in values):
+            batch[key] = torch.cat(values)
+        else:
+            most = max(v.shape[1] for v in values)
+            padded = []
+            for v in values:
+                spec = [0, 0] * (v.dim() - 2) + [0, most - v.shape[1]]
+                padded.append(F.pad(v, spec))
+            batch[key] = torch.cat(padded)
+    return batch
+
+
+__all__ = ["IGNORE_INDEX", "EncodedExamples", "EncodingError", "ExampleEncoder", "collate", "segments", "to_messages"]

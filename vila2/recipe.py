@@ -1,0 +1,367 @@
+"""The recipe: one YAML file that says what a VILA² run does, validated before anything runs.
+
+A recipe names the data (the embedded world, or your datasets and their layers), the starting
+model (a tiny preset or a checkpoint folder), how to train, how to self-augment, which specialists
+to add and how to evaluate. ``load_recipe(path)`` returns a :class:`Recipe` or raises
+:class:`RecipeError` whose message names the key path at fault and what it accepts::
+
+    recipe.yaml: self_augment.template: must be one of 'concat', 'replace', 'qa' (got 'both')
+
+Relative paths in a recipe are relative to the recipe file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from vila2.prompts import PROMPT_SETS
+
+
+class RecipeError(ValueError):
+    """A recipe cannot be read or is invalid; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WorldData(_Strict):
+    """The embedded synthetic world, written into the run folder (what ``vila2 demo`` uses)."""
+
+    seed: int = 0
+    size: str | int = Field("demo", description="a size name of vila2.world or a pretraining image count")
+    image_size: int = Field(64, ge=16)
+
+
+class DatasetRef(_Strict):
+    """A layer of a vila2 dataset folder."""
+
+    dataset: str
+    layer: str
+    weight: float = Field(1.0, gt=0)
+
+
+class Data(_Strict):
+    """Where the images and the original text come from: ``world`` or ``pretrain`` + ``sft``.
+
+    ``pretrain`` is the image–text data the loop recaptions (its layer is the original alt-text);
+    ``sft`` are conversation layers mixed into every generalist training run (with the world: its
+    ``sft`` set, the detailed-caption seed included). ``specialists`` maps a specialist name to its
+    own domain data (LLaVA JSON or a dataset), passed to the specialist's ``prepare_data``.
+    ``pretrain_limit`` keeps the first N pretraining images (as the paper's ablations use a
+    fraction of the data): they are copied, with the original captions, into the run folder.
+    """
+
+    world: WorldData | None = None
+    pretrain: DatasetRef | None = None
+    sft: list[DatasetRef] = Field(default_factory=list)
+    specialists: dict[str, str] = Field(default_factory=dict)
+    pretrain_limit: int | None = Field(None, ge=1, description="use only the first N pretraining images")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Data:
+        if (self.world is None) == (self.pretrain is None):
+            raise ValueError("give exactly one of 'world' or 'pretrain' (with optional 'sft')")
+        if self.world is not None and self.sft:
+            raise ValueError("'sft' comes with the world; give it only with 'pretrain'")
+        return self
+
+
+class ModelSpec(_Strict):
+    """The starting point every generalist is trained from: a preset or a checkpoint folder."""
+
+    preset: str | None = None
+    checkpoint: str | None = None
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    trust_remote_code: bool = False
+
+    @model_validator(mode="after")
+    def _one_model(self) -> ModelSpec:
+        if (self.preset is None) == (self.checkpoint is None):
+            raise ValueError("give exactly one of 'preset' (e.g. llava-tiny) or 'checkpoint' (a folder)")
+        if self.checkpoint is not None and self.overrides:
+            raise ValueError("'overrides' apply to a preset only")
+        return self
+
+
+class Hyper(_Strict):
+    """Training hyper-parameters (``vila2.train.TrainConfig``); every field left unset falls back
+    to the level above, then to the trainer's default. ``steps`` caps ``epochs``."""
+
+    steps: int | None = Field(None, ge=1)
+    epochs: float | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, ge=1)
+    lr: float | None = Field(None, gt=0)
+    warmup_ratio: float | None = Field(None, ge=0, le=1)
+    weight_decay: float | None = Field(None, ge=0)
+    grad_accum: int | None = Field(None, ge=1)
+    max_length: int | None = Field(None, ge=8)
+    train_vision: bool | None = None
+
+    def train_settings(self, *below: Hyper) -> dict[str, Any]:
+        """The fields set here or in ``below`` (later wins), named as ``TrainConfig`` names them."""
+        merged: dict[str, Any] = {}
+        for level in (self, *below):
+            merged.update({k: v for k in Hyper.model_fields if (v := getattr(level, k)) is not None})
+        if "steps" in merged:
+            merged["max_steps"] = merged.pop("steps")
+        return merged
+
+
+class Stage(Hyper):
+    """One training stage: which parameters train and on which data.
+
+    ``data`` lists the parts of the mixture this stage sees: ``captions`` (the pretraining images
+    with this round's caption template) and ``sft`` (the conversation sets).
+    """
+
+    name: Literal["align", "pretrain", "sft"]
+    data: list[Literal["captions", "sft"]] = Field(min_length=1)
+
+
+class Training(Hyper):
+    """Stages and their shared hyper-parameters (the trainer's defaults fill the rest).
+
+    ``warmup`` is a stage run once on the starting model before round 0; every generalist is
+    then trained from its result. It stands in for the pretrained language model and vision
+    tower a real run starts from, when the starting model is a random tiny preset.
+    """
+
+    stages: list[Stage] = Field(min_length=1)
+    warmup: Stage | None = None
+    seed: int | None = None
+
+
+class FilterSpec(_Strict):
+    name: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class StopWhen(_Strict):
+    """Saturation: stop adding rounds when ``benchmark`` improves by less than ``min_gain``."""
+
+    benchmark: str
+    min_gain: float = 0.0
+
+
+class SelfAugment(_Strict):
+    """The self-augment loop (DESIGN §1): each round recaptions with the previous round's model."""
+
+    rounds: int = Field(3, ge=0, le=20)
+    captioner: str = "self"
+    prompts: str | list[str] = Field("long", description="a prompt set (long, brief), a file, or prompts")
+    filters: list[FilterSpec] = Field(default_factory=list)
+    template: Literal["concat", "replace", "qa"] = "concat"
+    batch_size: int = Field(32, ge=1)
+    max_new_tokens: int = Field(96, ge=1)
+    stop_when: StopWhen | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("filters", mode="before")
+    @classmethod
+    def _filter_names(cls, value: Any) -> Any:
+        # a bare name is the common case: `filters: [repeat_cut, word_count]`
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("prompts")
+    @classmethod
+    def _some_prompts(cls, value: Any) -> Any:
+        if isinstance(value, list) and (not value or not all(p.strip() for p in value)):
+            raise ValueError("a prompt list needs at least one non-empty prompt")
+        return value
+
+
+class Specialists(_Strict):
+    """Specialist-augment: which installed specialists, their LoRA settings and QA turns."""
+
+    names: Literal["installed"] | list[str] = "installed"
+    lora: dict[str, Any] = Field(default_factory=dict)
+    training: Hyper = Field(default_factory=Hyper)
+    qa_turns: int | None = Field(None, ge=1, description="QA turns appended per image (default: all)")
+    batch_size: int = Field(32, ge=1)
+    max_new_tokens: int = Field(64, ge=1)
+    eval_limit: int | None = Field(None, ge=1, description="samples of each domain benchmark not in evaluators")
+
+
+class EvaluatorSpec(_Strict):
+    """A benchmark to score every model on; ``data`` overrides where its samples come from."""
+
+    name: str
+    backend: str = "builtin"
+    data: str | None = None
+    limit: int | None = Field(None, ge=1)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class Recipe(_Strict):
+    """A whole VILA² run. See ``vila2/recipes/demo.yaml`` for a complete example."""
+
+    name: str = "vila2-run"
+    seed: int = 0
+    on_error: Literal["skip", "stop"] = "stop"
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    plugins: list[str] = Field(default_factory=list)
+    data: Data
+    model: ModelSpec
+    training: Training
+    self_augment: SelfAugment = Field(default_factory=SelfAugment)
+    specialists: Specialists | None = None
+    evaluators: list[EvaluatorSpec] = Field(min_length=1)
+    base_dir: str = Field(".", exclude=True, description="the recipe's folder (set by load_recipe)")
+
+    @field_validator("evaluators", mode="before")
+    @classmethod
+    def _evaluator_names(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    def path(self, value: str) -> Path:
+        """A path from the recipe, resolved against the recipe's folder."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
+
+    def normalised(self) -> dict[str, Any]:
+        """The recipe as plain data with every default filled in (what step fingerprints hash)."""
+        return self.model_dump(mode="json")
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none"}
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in _TYPE_TAGS or "[" in str(item):
+            continue  # pydantic's labels for union branches are not keys the user wrote
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+def _explain(error: dict[str, Any]) -> str:
+    kind, msg, ctx = error["type"], error["msg"], error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return "is not a recipe key" + _allowed_keys(error["loc"])
+    if kind == "missing":
+        return "is required"
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected', msg)}"
+    if kind == "value_error":
+        return str(ctx.get("error", msg))
+    text = msg[:1].lower() + msg[1:]
+    return text.replace("input should be", "must be")
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> str:
+    """The keys the mapping at ``loc`` accepts, for 'is not a recipe key' errors."""
+    model: Any = Recipe
+    for item in loc[:-1]:
+        if isinstance(item, int):
+            continue
+        field = model.model_fields.get(item)
+        if field is None:
+            return ""
+        model = _model_in(field.annotation)
+        if model is None:
+            return ""
+    return " (accepted: " + ", ".join(k for k in model.model_fields if k != "base_dir") + ")"
+
+
+def _model_in(annotation: Any) -> Any:
+    """The pydantic model inside ``annotation`` (``X``, ``X | None``, ``list[X]``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _cross_check(recipe: Recipe) -> list[str]:
+    """Rules that relate two parts of a recipe, as ``key: message`` lines."""
+    problems = []
+    stop = recipe.self_augment.stop_when
+    evaluated = [e.name for e in recipe.evaluators]
+    if stop is not None and stop.benchmark not in evaluated:
+        problems.append(f"self_augment.stop_when.benchmark: {stop.benchmark!r} is not one of the "
+                        f"evaluators ({', '.join(evaluated)})")
+    prompts = recipe.self_augment.prompts
+    if isinstance(prompts, str) and prompts not in PROMPT_SETS and not recipe.path(prompts).is_file():
+        problems.append(f"self_augment.prompts: {prompts!r} is neither a prompt set "
+                        f"({', '.join(PROMPT_SETS)}) nor a file of prompts")
+    for i, plugin in enumerate(recipe.plugins):
+        if not recipe.path(plugin).is_file():
+            problems.append(f"plugins[{i}]: plugin file {plugin!r} does not exist")
+    return problems
+
+
+def parse_recipe(raw: Any, *, source: str = "recipe", base_dir: str | Path = ".") -> Recipe:
+    """Validate already-parsed YAML; errors name ``source`` and the key path."""
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{source}: a recipe is a mapping of keys (data, model, training, ...), "
+                          f"got {type(raw).__name__}")
+    if "base_dir" in raw:
+        raise RecipeError(f"{source}: base_dir: is not a recipe key")
+    try:
+        recipe = Recipe.model_validate({**raw, "base_dir": str(Path(base_dir).resolve())})
+    except ValidationError as exc:
+        # one line per key; the branches of a union (e.g. 'long' | a list) become "a, or b"
+        by_key: dict[str, list[str]] = {}
+        got: dict[str, str] = {}
+        for error in exc.errors():
+            where = _where(error["loc"])
+            text = _explain(error)
+            if text not in by_key.setdefault(where, []):
+                by_key[where].append(text)
+            value = error.get("input")
+            if error["type"] not in {"missing", "extra_forbidden"} and isinstance(value, (str, int, float, bool)):
+                got[where] = f" (got {value!r})"
+        lines = [f"{source}: {where}: {', or '.join(texts)}{got.get(where, '')}" for where, texts in by_key.items()]
+        raise RecipeError("\n".join(lines)) from None
+    problems = _cross_check(recipe)
+    if problems:
+        raise RecipeError("\n".join(f"{source}: {p}" for p in problems))
+    return recipe
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe file."""
+    import yaml
+
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read the recipe ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: the recipe is not UTF-8 text") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RecipeError(f"{path}: not valid YAML{where}: {problem}") from None
+    return parse_recipe(raw, source=str(path), base_dir=file.resolve().parent)
+
+
+def packaged_recipe(name: str) -> Path:
+    """The path of a recipe shipped in ``vila2/recipes/`` (``demo``, ``demo-quick``)."""
+    folder = Path(__file__).parent / "recipes"
+    file = folder / f"{name}.yaml"
+    if not file.is_file():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml"))) or "none"
+        raise RecipeError(f"no packaged recipe named {name!r}; packaged: {known}")
+    return file
+
+
+__all__ = ["Recipe", "RecipeError", "load_recipe", "packaged_recipe", "parse_recipe"]
