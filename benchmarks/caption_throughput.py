@@ -8,8 +8,10 @@ All three use the tiny LLaVA preset, greedy decoding and exactly ``--tokens`` ne
 image (``min_new_tokens`` = ``max_new_tokens``, so a random model's early EOS cannot make one
 side look faster). (a) and (b) get decoded images in memory and exclude model loading; (c) is
 timed end to end: model load, image decoding from Parquet, generation and the layer write.
+(a) runs once (it is the slow one); (b) and (c) alternate ``--repeats`` times and the best run
+of each counts, which keeps bursts of load on a shared machine from deciding the ratio.
 
-    python benchmarks/caption_throughput.py [--images 512] [--batch-size 32] [--tokens 32] [--threads N]
+    python benchmarks/caption_throughput.py [--images 512] [--batch-size 32] [--tokens 32] [--repeats 2] [--threads N]
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=2, help="runs of (b) and (c); the best counts")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's own); 1 is fairer on a busy machine")
     args = parser.parse_args()
@@ -78,6 +81,13 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="vila2-caption-bench-") as tmp:
+        run(args, Path(tmp))
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
+    """Build the model and the dataset under ``work``, then time (a), (b) and (c)."""
+    import torch
 
     from vila2.caption import caption_dataset
     from vila2.data import Dataset
@@ -85,7 +95,6 @@ def main() -> None:
     from vila2.presets import build
     from vila2.prompts import LONG_PROMPTS, choose_prompt
 
-    work = Path(tempfile.mkdtemp(prefix="vila2-caption-bench-"))
     model_dir = build("llava-tiny", work / "llava-tiny", texts=PROMPTS_TEXTS, seed=0)
     model, processor = load(model_dir)
     images = make_images(args.images)
@@ -107,16 +116,18 @@ def main() -> None:
     loop_rate = args.images / (time.perf_counter() - start)
 
     hf_pipeline(model, processor, images[:4], prompts[:4], args.tokens, args.batch_size)  # warm-up
-    start = time.perf_counter()
-    pipe_texts = hf_pipeline(model, processor, images, prompts, args.tokens, args.batch_size)
-    pipe_rate = args.images / (time.perf_counter() - start)
-
     settings = {"min_new_tokens": args.tokens}
-    start = time.perf_counter()
-    caption_dataset(ds, model=model_dir, layer="bench", batch_size=args.batch_size,
-                    max_new_tokens=args.tokens, settings=settings, progress=False)
-    vila2_rate = args.images / (time.perf_counter() - start)
-    vila2_texts = [ds.layer("bench").texts().get(i, "") for i in ids]
+    pipe_rate = vila2_rate = 0.0
+    # (b) and (c) alternate, best of --repeats each, so a burst of load elsewhere hits both alike
+    for repeat in range(args.repeats):
+        start = time.perf_counter()
+        pipe_texts = hf_pipeline(model, processor, images, prompts, args.tokens, args.batch_size)
+        pipe_rate = max(pipe_rate, args.images / (time.perf_counter() - start))
+        start = time.perf_counter()
+        caption_dataset(ds, model=model_dir, layer=f"bench{repeat}", batch_size=args.batch_size,
+                        max_new_tokens=args.tokens, settings=settings, progress=False)
+        vila2_rate = max(vila2_rate, args.images / (time.perf_counter() - start))
+    vila2_texts = [ds.layer("bench0").texts().get(i, "") for i in ids]
 
     same = sum(a.strip() == c for a, c in zip(loop_texts, vila2_texts, strict=True)) / args.images
     same_pipe = sum(b.strip() == c for b, c in zip(pipe_texts, vila2_texts, strict=True)) / args.images

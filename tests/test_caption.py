@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 
 import vila2
 from vila2.caption import CaptionError, caption_dataset, summarize
-from vila2.data import Dataset
+from vila2.data import Dataset, StoreError
 from vila2.plugins import PluginError
 from vila2.prompts import LONG_PROMPTS, choose_prompt
 
@@ -37,14 +37,18 @@ def png(width: int, height: int, rng: random.Random) -> bytes:
 
 
 def make_dataset(path: Path, n: int = 24, shard_size: int = 6, *, small: set[int] = frozenset(),
-                 broken: set[int] = frozenset()) -> Dataset:
-    """``n`` 64x64 images (32x32 for indices in ``small``; undecodable bytes for ``broken``)."""
+                 broken: set[int] = frozenset(), copies: dict[int, int] | None = None) -> Dataset:
+    """``n`` 64x64 images (32x32 for indices in ``small``; undecodable bytes for ``broken``;
+    image ``j``'s bytes again for each ``i: j`` in ``copies``)."""
     rng = random.Random(0)
     ds = Dataset.create(path)
+    written: list[bytes] = []
     with ds.writer(shard_size=shard_size, source="test") as writer:
         for i in range(n):
             side = 32 if i in small else 64
             data = b"not an image" if i in broken else png(side, side, rng)
+            data = written[(copies or {})[i]] if i in (copies or {}) else data
+            written.append(data)
             writer.add(f"img{i:03d}", data, side, side)
     return ds
 
@@ -98,13 +102,17 @@ class ColourCaptioner:
             def caption(images, prompts):
                 if any(image.size == (32, 32) for image in images):
                     raise RuntimeError("cannot caption small images")
-                return [f"A patch of colour {image.getpixel((0, 0))}. {len(p.split())} words asked."
-                        for image, p in zip(images, prompts, strict=True)]
+                return [f"A patch of colour {image.getpixel((0, 0))}." for image in images]
 
             return caption
 
         register(vila2.Captioner("colour", load=load))
         register(vila2.Captioner("wrong-count", load=lambda model, settings: lambda images, prompts: ["x"]))
+
+        def broken(images, prompts):
+            raise TypeError("generate() got an unexpected keyword argument 'temprature'")
+
+        register(vila2.Captioner("broken", load=lambda model, settings: broken))
 
 
 @pytest.fixture
@@ -114,7 +122,8 @@ def colour(plugin_registered) -> str:
 
 
 def test_layer_rows_provenance_and_summary(tmp_path, colour) -> None:
-    ds = make_dataset(tmp_path / "ds", n=14, shard_size=5)
+    # img003 repeats img001 in the same shard; img007 repeats it in the next shard
+    ds = make_dataset(tmp_path / "ds", n=14, shard_size=5, copies={3: 1, 7: 1})
     summary = caption_dataset(ds, model=None, layer="recap", captioner="colour", filters=FILTERS,
                               round=1, batch_size=2, progress=False)
     assert summary.complete and summary.total == summary.captioned == summary.new == 14
@@ -131,8 +140,9 @@ def test_layer_rows_provenance_and_summary(tmp_path, colour) -> None:
         assert row["text"].startswith("A patch of colour (")
         assert set(row["scores"]) == {"repeated_sentence", "word_count", "exact_duplicate", "garbage"}
         assert row["kept"] is (row["scores"]["exact_duplicate"] == 0)
-    assert summary.kept == sum(r["kept"] for r in got)
-    assert summary.filtered == {k: v for k, v in {"exact_duplicate": 14 - summary.kept}.items() if v}
+    assert [r["id"] for r in got if not r["kept"]] == ["img003"]  # duplicates count within a shard
+    assert got[7]["text"] == got[1]["text"] and got[7]["kept"]
+    assert summary.kept == 13 and summary.filtered == {"exact_duplicate": 1}
     kept_words = [len(r["text"].split()) for r in got if r["kept"]]
     assert summary.mean_words == pytest.approx(sum(kept_words) / len(kept_words))
     assert "captioned  14 of 14" in str(summary)
@@ -140,7 +150,7 @@ def test_layer_rows_provenance_and_summary(tmp_path, colour) -> None:
     again = caption_dataset(ds, model=None, layer="recap", captioner="colour", filters=FILTERS,
                             round=1, batch_size=2, progress=False)
     assert ColourCaptioner.loads == 1 and again.new == 0 and again.complete
-    with pytest.raises(Exception, match="other provenance"):
+    with pytest.raises(StoreError, match="other provenance"):
         caption_dataset(ds, model=None, layer="recap", captioner="colour", round=2, progress=False)
 
 
@@ -213,8 +223,14 @@ def test_sampled_captions_are_the_same_after_a_resume(tmp_path, plugin_registere
         caption_dataset(ds, model=None, layer="resumed", captioner="dice", on_error="stop", progress=False)
     assert ds.layer("resumed").done_shards() == ["00000"]
     DiceCaptioner.fail_on = None
+    import torch
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
     caption_dataset(ds, model=None, layer="resumed", captioner="dice", on_error="stop", progress=False)
     assert rows(ds, "resumed") == rows(ds, "whole")
+    assert torch.equal(torch.rand(3), expected)  # the caller's random stream is untouched
     assert len({r["text"] for r in rows(ds, "whole")}) > 6  # really random
 
 
@@ -222,6 +238,13 @@ def test_a_broken_captioner_contract_stops_the_run(tmp_path, colour) -> None:
     ds = make_dataset(tmp_path / "ds", n=4, shard_size=4)
     with pytest.raises(PluginError, match=r"'wrong-count'.*one string per image"):
         caption_dataset(ds, model=None, layer="recap", captioner="wrong-count", progress=False)
+
+
+def test_a_captioner_failing_on_every_sample_stops_even_when_skipping(tmp_path, colour) -> None:
+    ds = make_dataset(tmp_path / "ds", n=4, shard_size=4)
+    with pytest.raises(CaptionError, match=r"'broken'.*failed on all 4 images.*'img000'.*temprature"):
+        caption_dataset(ds, model=None, layer="recap", captioner="broken", progress=False)
+    assert ds.layer("recap").done_shards() == []
 
 
 def test_bad_arguments_are_named(tmp_path, colour) -> None:
@@ -234,6 +257,7 @@ def test_bad_arguments_are_named(tmp_path, colour) -> None:
         caption_dataset(ds, model=None, layer="x", captioner="colour", prompts="longg")
     with pytest.raises(CaptionError, match=r"'self'.*needs a model folder"):
         caption_dataset(ds, model=None, layer="x", progress=False)
+    assert ds.layers() == []  # a captioner that cannot load leaves no layer to delete
 
 
 # ------------------------------------------------------------------ with the tiny model

@@ -148,7 +148,7 @@ def test_kill_at_a_boundary_and_mid_step_gives_the_same_report(
     assert not (out / "steps" / "round0.eval.vqa.json").exists()
 
     # 2. killed a few seconds into round 1's training (after its recaption finished)
-    second = _demo(out, "--plugin", str(killer), KILL_AFTER_STEP="round1.caption", KILL_DELAY="6")
+    second = _demo(out, "--plugin", str(killer), KILL_AFTER_STEP="round1.caption", KILL_DELAY="3")
     assert second.returncode == -9, second.stderr[-2000:]
     assert (out / "steps" / "round1.caption.json").is_file()
     assert not (out / "steps" / "round1.train.json").exists()

@@ -124,6 +124,12 @@ def test_bad_arguments(loaded) -> None:
         Generator(loaded)(images(2), ["x"])
     with pytest.raises(FileNotFoundError):
         Generator("/nonexistent/model")
+    with pytest.raises(ValueError, match=r"'temprature' \(did you mean 'temperature'\?\)"):
+        Generator(loaded, temprature=0.5)
+    with pytest.raises(ValueError, match="'custom_generate' is not allowed"):
+        Generator(loaded, custom_generate="some/folder")
+    with pytest.raises(ValueError, match="'num_return_sequences' is not allowed"):
+        Generator(loaded, num_return_sequences=2)
 
 
 @pytest.mark.parametrize("preset", ["qwen2vl-tiny", "idefics3-tiny"])

@@ -21,9 +21,11 @@ How it keeps work safe and fast:
 * **Batches.** The captioner gets a few batches' worth of images per call, so it can sort them
   by prompt length (see :class:`vila2.generate.Generator`); a worker thread decodes the next
   call's images meanwhile.
-* **Errors.** A sample the captioner or a filter fails on is named with the plugin; with
+* **Errors.** When a captioner call fails, its images are captioned one by one to find the
+  samples at fault. A sample the captioner or a filter fails on is named with the plugin; with
   ``on_error="skip"`` it gets an empty, not-kept row whose ``meta["error"]`` says why, and the
-  run goes on; with ``"stop"`` the run stops (finished shards stay).
+  run goes on; with ``"stop"`` the run stops (finished shards stay). A captioner that fails on
+  every image of a call, or breaks its contract (one string per image), stops the run anyway.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -142,6 +145,9 @@ def caption_dataset(
     load_settings = {**component.settings, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
                      **(settings or {})}
     state = PartialState()
+    # a new layer's captioner loads first, so a bad model or setting leaves no layer behind;
+    # a finished layer's rerun loads nothing
+    caption = None if layer in ds.layers() else load_captioner(component, model, load_settings)
     writer = ds.create_layer(
         layer, "caption",
         producer=f"{component.plugin}:{component.name}",
@@ -159,8 +165,10 @@ def caption_dataset(
     pending = writer.pending_shards(state.process_index, state.num_processes)
     new, seconds = 0, 0.0
     if pending:
+        if caption is None:
+            caption = load_captioner(component, model, load_settings)
         new, seconds = _caption_shards(
-            ds, writer, pending, component, model, load_settings, prompt_list, steps, seed,
+            ds, writer, pending, component, caption, prompt_list, steps, seed,
             chunk=batch_size * BATCHES_PER_CALL, on_error=on_error,
             progress=progress and state.is_local_main_process,
             desc=f"caption {layer}"
@@ -170,29 +178,36 @@ def caption_dataset(
     return summarize(ds, layer, new=new, seconds=seconds)
 
 
-def _caption_shards(
-    ds: Any, writer: Any, shards: list[str], component: Captioner, model: str | Path | None,
-    load_settings: Mapping[str, Any], prompts: Sequence[str], steps: Sequence[FilterStep],
-    seed: int, *, chunk: int, on_error: str, progress: bool, desc: str,
-) -> tuple[int, float]:
-    """Caption ``shards``; returns how many samples were captioned and the seconds it took
-    (model loading excluded)."""
-    from tqdm.auto import tqdm
-
+def load_captioner(component: Captioner, model: str | Path | None, settings: Mapping[str, Any]) -> Any:
+    """``component.load(model, settings)``, with a failure naming the captioner and its plugin."""
     try:
-        caption = component.load(None if model is None else str(model), load_settings)
+        return component.load(None if model is None else str(model), settings)
     except Exception as exc:
         raise CaptionError(
             f"captioner {component.name!r} (plugin {component.plugin!r}) could not load"
             + (f" model {model}" if model is not None else "") + f": {exc}"
         ) from exc
+
+
+def _caption_shards(
+    ds: Any, writer: Any, shards: list[str], component: Captioner, caption: Any,
+    prompts: Sequence[str], steps: Sequence[FilterStep], seed: int, *, chunk: int, on_error: str,
+    progress: bool, desc: str,
+) -> tuple[int, float]:
+    """Caption ``shards``; returns how many samples were captioned and the seconds it took."""
+    import torch
+    from tqdm.auto import tqdm
+
     started = time.perf_counter()
     rows_per_shard = {entry["name"]: int(entry["rows"]) for entry in ds.manifest["shards"]}
     bar = tqdm(total=sum(rows_per_shard[s] for s in shards), unit="img", desc=desc, disable=not progress,
                dynamic_ncols=True)
     new = 0
-    # one worker decodes the next chunk's images while the captioner works on this one
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    python_rng = random.getstate()
+    # per-shard seeds must not leak into the caller's random streams; one worker decodes the
+    # next chunk's images while the captioner works on this one
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices), ThreadPoolExecutor(max_workers=1) as pool:
         try:
             for shard in shards:
                 _seed_shard(seed, shard)
@@ -206,6 +221,7 @@ def _caption_shards(
                 new += sum(1 for row in rows if "error" not in row["meta"])
         finally:
             bar.close()
+            random.setstate(python_rng)
     return new, time.perf_counter() - started
 
 
@@ -239,8 +255,6 @@ def _decode(ds: Any, samples: list[dict[str, Any]], shard: str) -> tuple[list[di
 def _seed_shard(seed: int, shard: str) -> None:
     """Seed the RNGs from ``(seed, shard)``: a sampled shard draws the same captions on any rank
     and after a resume."""
-    import random
-
     import torch
 
     value = int.from_bytes(hashlib.sha256(f"{seed}\x00{shard}".encode()).digest()[:4], "big")
@@ -312,6 +326,12 @@ def _run_captioner(
             raise
         except Exception as exc:
             errors[i] = f"{where} failed on sample {samples[i]['id']!r}: {exc!r}"
+    if not texts:
+        # on_error="skip" is for bad samples; a captioner failing on every one is broken itself
+        raise CaptionError(
+            f"{where} failed on all {len(order)} images of a chunk, one by one too; first: "
+            f"{errors[order[0]]}"
+        )
     return texts
 
 

@@ -67,8 +67,7 @@ def segments(processor: Any, turns: Sequence[Mapping[str, str]]) -> list[tuple[s
 class ExampleEncoder:
     """``encoder(example) -> dict`` of tensors for one example ``{"id", "image", "conversations"}``.
 
-    ``length(example)`` is a cheap estimate of the encoded length (text tokens + image tokens),
-    used to group examples of similar length into batches.
+    ``lengths(examples)`` estimates encoded lengths cheaply, to group examples into batches.
     """
 
     def __init__(self, processor: Any, max_length: int) -> None:
@@ -123,13 +122,31 @@ class ExampleEncoder:
             self._image_tokens = prompt_length - len(self.tokenizer(pieces[0][0], add_special_tokens=False)["input_ids"])
         return out
 
-    def length(self, example: Mapping[str, Any]) -> int:
-        """Approximate token count of an encoded example (no image decoding)."""
-        if self._image_tokens is None:
-            self(example)
-        text = "".join(t for t, _ in segments(self.processor, example["conversations"]))
-        count = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        return min(self.max_length, count + int(self._image_tokens or 0))
+    def lengths(self, examples: Sequence[Mapping[str, Any]], chunk: int = 1024) -> list[int]:
+        """Estimated encoded lengths (used to group examples of similar length into batches).
+
+        The turn texts are tokenized in batches; the image tokens and the chat template's tokens
+        per question-answer pair are measured once, on the first example, and added.
+        """
+        if not examples:
+            return []
+        first = examples[0]
+        measured = len(self(first)["input_ids"])
+        content = self._content_tokens([first])[0]
+        pairs = max(1, len(first["conversations"]) // 2)
+        image = int(self._image_tokens or 0)
+        per_pair = max(0.0, (measured - content - image) / pairs)
+        out: list[int] = []
+        for start in range(0, len(examples), chunk):
+            part = examples[start:start + chunk]
+            for example, count in zip(part, self._content_tokens(part), strict=True):
+                estimate = count + image + per_pair * max(1, len(example["conversations"]) // 2)
+                out.append(min(self.max_length, round(estimate)))
+        return out
+
+    def _content_tokens(self, examples: Sequence[Mapping[str, Any]]) -> list[int]:
+        texts = ["\n".join(strip_image_marker(t["value"]) for t in e["conversations"]) for e in examples]
+        return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
 class EncodedExamples:

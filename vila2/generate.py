@@ -12,8 +12,9 @@ decoded answers, in the order the requests came::
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -25,6 +26,35 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
         if s and 0 <= at < end:
             end = at
     return text[:end]
+
+
+#: ``model.generate`` arguments that are not generation settings but are safe to pass from code
+_GENERATE_ARGUMENTS = frozenset({"logits_processor", "stopping_criteria", "prefix_allowed_tokens_fn",
+                                 "streamer", "assistant_model", "negative_prompt_ids",
+                                 "negative_prompt_attention_mask"})
+#: settings that would run code from a folder, or return something other than one text per request
+_REFUSED = {
+    "custom_generate": "runs generate.py from a folder or the hub",
+    "trust_remote_code": "runs code from a folder or the hub",
+    "return_dict_in_generate": "changes what generate returns",
+    "num_return_sequences": "returns several answers per request",
+}
+
+
+def check_generate_kwargs(kwargs: Mapping[str, Any]) -> None:
+    """Refuse ``model.generate`` settings that run code or break one answer per request, and
+    misspelt ones (a recipe's ``temprature`` fails here, not after the model is loaded)."""
+    from transformers import GenerationConfig
+
+    for key in kwargs:
+        if key in _REFUSED:
+            raise ValueError(f"generation setting {key!r} is not allowed: it {_REFUSED[key]}")
+    known = set(GenerationConfig().to_dict()) | _GENERATE_ARGUMENTS
+    unknown = sorted(k for k in kwargs if k not in known or k.startswith("_"))
+    if unknown:
+        hints = {k: difflib.get_close_matches(k, sorted(known), n=1) for k in unknown}
+        said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
+        raise ValueError(f"unknown generation setting {said}")
 
 
 def length_buckets(lengths: Sequence[Any], batch_size: int) -> list[list[int]]:
@@ -41,11 +71,13 @@ class Generator:
 
     ``model`` is a model folder (anything ``vila2.model.load`` opens, PEFT adapters included),
     loaded onto ``device`` (by default this process's accelerator, else the CPU), or an already
-    loaded ``(model, processor)`` pair, used where it is unless ``device``/``dtype`` are given.
+    loaded ``(model, processor)`` pair, used where it is unless ``device``/``dtype`` (a
+    ``torch.dtype`` here) are given.
     Decoding is greedy unless ``do_sample``; ``temperature`` and ``top_p`` apply only when
     sampling. Each answer is cut at the first of the ``stop`` strings (generation also stops
-    there). ``generate_kwargs`` go to ``model.generate`` unchanged (``repetition_penalty``,
-    ``suppress_tokens``...).
+    there). ``generate_kwargs`` go to ``model.generate`` (``repetition_penalty``,
+    ``suppress_tokens``... any ``GenerationConfig`` field); unknown names, and settings that
+    would run code (``custom_generate``, ``trust_remote_code``), are refused.
     """
 
     def __init__(
@@ -66,6 +98,7 @@ class Generator:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        check_generate_kwargs(generate_kwargs)
         if isinstance(model, (str, os.PathLike)):
             from accelerate import PartialState
 
@@ -85,8 +118,9 @@ class Generator:
         if self.tokenizer.pad_token is None:
             # batching needs a pad token; the mask hides it, so EOS serves
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        encoder_decoder = bool(getattr(self.model.config, "is_encoder_decoder", False))
-        self.padding_side = "right" if encoder_decoder else "left"
+        self.encoder_decoder = bool(getattr(self.model.config, "is_encoder_decoder", False))
+        # decoder-only models continue from the right edge, so padding goes on the left
+        self.padding_side = "right" if self.encoder_decoder else "left"
         self.batch_size = batch_size
         self.stop = tuple(s for s in stop if s)
         self.generate_kwargs: dict[str, Any] = {
@@ -137,7 +171,7 @@ class Generator:
         if pixels is not None and pixels.is_floating_point():
             inputs["pixel_values"] = pixels.to(self.model.dtype)
         out = self.model.generate(**inputs, **self.generate_kwargs)
-        if not getattr(self.model.config, "is_encoder_decoder", False):
+        if not self.encoder_decoder:  # decoder-only output repeats the prompt first
             out = out[:, inputs["input_ids"].shape[1] :]
         decoded = self.tokenizer.batch_decode(out, skip_special_tokens=True)
         return [cut_at_stop(text, self.stop).strip() for text in decoded]

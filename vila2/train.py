@@ -29,7 +29,7 @@ from vila2.adapters import LoraSettings
 from vila2.data.mixture import MixtureEntry
 
 # Settings that do not change what is learned: a rerun may change them freely.
-_COSMETIC = ("out", "log_every", "save_every")
+_COSMETIC = ("out", "log_every", "save_every", "num_workers")
 
 
 class TrainError(RuntimeError):
@@ -59,6 +59,7 @@ class TrainConfig(BaseModel):
     max_length: int = Field(default=512, ge=8)
     save_every: int = Field(default=200, ge=0)
     log_every: int = Field(default=10, ge=1)
+    num_workers: int = Field(default=0, ge=0)
     train_vision: bool = False
     gradient_checkpointing: bool = False
     attn_implementation: str | None = None
@@ -114,6 +115,19 @@ def _check_previous(config: TrainConfig, run: Path) -> bool:
             "use another output folder or delete this one"
         )
     return (run / "done.json").is_file()
+
+
+def cosine_schedule(optimizer: Any, warmup: int, total: int) -> Any:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    import torch
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _optimizer(model: Any, config: TrainConfig) -> Any:
@@ -179,7 +193,6 @@ def train(config: TrainConfig | Mapping[str, Any], *,
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
-    from transformers import get_cosine_schedule_with_warmup
 
     from vila2.batching import LengthGroupedBatches
     from vila2.collate import EncodedExamples, ExampleEncoder, collate
@@ -209,21 +222,21 @@ def train(config: TrainConfig | Mapping[str, Any], *,
     model, processor = _prepare_model(config)
     encoder = ExampleEncoder(processor, config.max_length)
     examples = build_examples(config.mixture, seed=config.seed)
-    lengths = [encoder.length(e) for e in tqdm(examples, desc="measuring examples", disable=not main,
-                                               leave=False)]
+    lengths = encoder.lengths(examples)
     sampler = LengthGroupedBatches(lengths, config.batch_size, seed=config.seed,
                                    group_by_length=config.group_by_length)
     tokenizer = getattr(processor, "tokenizer", processor)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     loader = torch.utils.data.DataLoader(
-        EncodedExamples(examples, encoder), batch_sampler=sampler, collate_fn=functools.partial(collate, pad_token_id=pad_id)
+        EncodedExamples(examples, encoder), batch_sampler=sampler,
+        collate_fn=functools.partial(collate, pad_token_id=pad_id), num_workers=config.num_workers,
     )
     optimizer = _optimizer(model, config)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
 
     per_epoch = max(1, math.ceil(len(loader) / config.grad_accum))
     total = config.max_steps or max(1, math.ceil(config.epochs * per_epoch))
-    scheduler = get_cosine_schedule_with_warmup(optimizer, round(config.warmup_ratio * total), total)
+    scheduler = cosine_schedule(optimizer, round(config.warmup_ratio * total), total)
     scheduler = accelerator.prepare(scheduler)
 
     step, epoch, done_in_epoch = 0, 0, 0

@@ -178,3 +178,21 @@ def test_full_disk_during_ingest_is_one_error_then_resumes(tmp_path: Path, tally
     assert lost == 0
     tally("disk full during ingest (RLIMIT_FSIZE: EFBIG on an image shard)", 1,
           "one-line error, no traceback; rerun resumed after the committed shard", lost)
+
+
+def test_truncated_weights_are_named_never_loaded(tiny_model: Path, tmp_path: Path, tally: Any) -> None:
+    import shutil
+
+    from vila2.model import load
+
+    cases = 0
+    for cut in (8, 1000, (tiny_model / "model.safetensors").stat().st_size - 1):
+        folder = tmp_path / f"cut-{cut}"
+        shutil.copytree(tiny_model, folder)
+        with open(folder / "model.safetensors", "r+b") as weights:
+            weights.truncate(cut)
+        with pytest.raises(ValueError, match=r"model\.safetensors is truncated or corrupt"):
+            load(folder)
+        cases += 1
+    tally("model.safetensors cut short (8 bytes, 1 kB, one byte short)", cases,
+          "refused naming the file, before any weight is read", 0)

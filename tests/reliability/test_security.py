@@ -110,6 +110,18 @@ def test_remote_code_runs_only_when_asked(tiny_model: Path, tmp_path: Path, tall
           "refused naming trust_remote_code; code ran only with trust_remote_code=True", 0)
 
 
+def test_a_recipe_cannot_silently_ask_for_remote_code() -> None:
+    """``model.trust_remote_code: true`` is refused (not ignored) while `vila2 run` cannot honour it."""
+    from vila2.recipe import RecipeError, parse_recipe
+
+    recipe = {"data": {"world": {"size": "tiny"}}, "model": {"checkpoint": "m", "trust_remote_code": True},
+              "training": {"stages": [{"name": "sft", "data": ["sft"]}]}, "evaluators": ["vqa"]}
+    with pytest.raises(RecipeError, match=r"model\.trust_remote_code: .*does not load models that bring"):
+        parse_recipe(recipe, source="r.yaml")
+    recipe["model"]["trust_remote_code"] = False
+    assert parse_recipe(recipe, source="r.yaml").model.trust_remote_code is False
+
+
 def test_generation_settings_cannot_enable_remote_code(tiny_model: Path, tmp_path: Path, tally: Any) -> None:
     """A recipe's captioner settings reach ``model.generate``; ``custom_generate`` there would
     run a folder's ``custom_generate/generate.py``."""
