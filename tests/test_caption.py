@@ -312,13 +312,16 @@ def free_port() -> int:
 def test_two_processes_write_the_layer_one_process_writes(tmp_path, model_dir, settings, fresh_host) -> None:
     ds = make_dataset(tmp_path / "ds", n=18, shard_size=6)
     reference(ds, model_dir, "one", settings)
-    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+    # accelerate's --cpu launcher starts several processes only through MPI; its torchrun launcher
+    # (--multi_gpu) starts two real processes, which use gloo when no GPU is visible.
+    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                   "--main_process_port", str(free_port())]
     result = subprocess.run([*accelerate, "-m", "vila2", *cli_args(ds.path, model_dir, "two", settings)],
                             capture_output=True, text=True, timeout=600,
                             env=ONE_THREAD)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "[rank 0 of 2]" in result.stderr  # two processes really shared the work
     assert result.stdout.count("layer 'two'") == 1  # only the main process reports
     assert "captioned  18 of 18" in result.stdout
     assert ds.layer("two").is_complete()

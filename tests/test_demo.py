@@ -89,7 +89,7 @@ def test_report_structure(quick_demo: tuple[Path, str]) -> None:
     table = markdown_table(results)
     assert table in report
     assert table in stdout  # printed at the end
-    assert "| model | caption words | vqa | caption |" in report
+    assert "| model | caption words | vqa (accuracy) | caption (bleu4) |" in report
     for plot in ("scores.png", "caption_length.png"):
         assert (out / "plots" / plot).stat().st_size > 1000
         assert f"(plots/{plot})" in report

@@ -129,3 +129,18 @@ def test_builtin_hook_and_cli(tiny_model: Path, tiny_world: Path, tmp_path: Path
     with pytest.raises(SystemExit):
         main(["finetune", "spatail-test", "--model", str(tiny_model), "--out", str(tmp_path / "typo")])
     assert "Did you mean 'spatial-test'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset", ["llava-tiny", "qwen2vl-tiny", "idefics3-tiny"])
+def test_default_targets_are_the_decoder_linears_of_every_architecture(preset: str, tmp_path: Path) -> None:
+    from vila2.adapters import LoraSettings, apply_lora
+    from vila2.model import load
+    from vila2.presets import build
+
+    model, _ = load(build(preset, tmp_path / preset, texts=["a red circle left of a blue square"] * 4))
+    wrapped = apply_lora(model, LoraSettings(r=2))
+    adapted = {n.split(".lora_A")[0].rsplit(".", 1)[1] for n, _ in wrapped.named_parameters() if "lora_A" in n}
+    assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    trainable = [n for n, p in wrapped.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert len(trainable) == 2 * 7 * 2  # 2 layers x 7 linears x (A, B)

@@ -72,7 +72,8 @@ def test_collect_reads_the_files(tmp_path: Path) -> None:
 
 def test_table_rows_and_columns(tmp_path: Path) -> None:
     table = markdown_table(_run(tmp_path)).splitlines()
-    assert table[0] == "| model | caption words | vqa | caption | spatial | hallucination |"
+    assert table[0] == ("| model | caption words | vqa (accuracy) | caption (cider) | spatial (accuracy) "
+                        "| hallucination (hallucination_rate) |")
     assert table[2] == "| round 0 | 11.5 | 40.0 | 20.0 | – | 30.0 |"
     assert table[3] == "| round 1 | 34.2 | 46.0 | 31.0 | – | 22.0 |"
     assert table[4] == "| + spatial specialist | 20.0 | – | – | 55.0 | – |"

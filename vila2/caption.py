@@ -128,9 +128,8 @@ def caption_dataset(
       ``dtype``, ``device``...) on top of ``batch_size`` and ``max_new_tokens``.
     * ``on_error``: ``"skip"`` records a failing sample and goes on; ``"stop"`` raises.
     """
-    from accelerate import PartialState
-
     from vila2.data import Dataset
+    from vila2.distributed import process_state
     from vila2.plugins import get_host
 
     if on_error not in ON_ERROR:
@@ -144,7 +143,7 @@ def caption_dataset(
     steps = resolve_filters(filters, host)
     load_settings = {**component.settings, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
                      **(settings or {})}
-    state = PartialState()
+    state = process_state()
     # a new layer's captioner loads first, so a bad model or setting leaves no layer behind;
     # a finished layer's rerun loads nothing
     caption = None if layer in ds.layers() else load_captioner(component, model, load_settings)

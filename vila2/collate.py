@@ -95,7 +95,7 @@ class ExampleEncoder:
             raise EncodingError(f"sample {sample_id!r}: {exc}") from exc
         first = self.processor(images=[self._image(example)], text=[pieces[0][0]], add_special_tokens=False,
                                return_tensors="pt")
-        out = {k: v for k, v in first.items()}
+        out = dict(first)
         ids = [out["input_ids"][0]]
         labels = [torch.full_like(ids[0], IGNORE_INDEX)]
         for text, is_answer in pieces[1:]:

@@ -138,11 +138,11 @@ def rethreshold(
     """
     import time
 
-    from accelerate import PartialState
     from tqdm.auto import tqdm
 
     from vila2.caption import summarize
     from vila2.data import Dataset, StoreError
+    from vila2.distributed import process_state
 
     ds = dataset if isinstance(dataset, Dataset) else Dataset.open(dataset)
     source = ds.layer(layer)
@@ -159,7 +159,7 @@ def rethreshold(
             f"layer {layer!r} of {ds.path} has no stored scores for filter {', '.join(map(repr, missing))} "
             f"(scored: {', '.join(sorted(map(str, scored))) or 'none'}); caption again with it to add them"
         )
-    state = PartialState()
+    state = process_state()
     started = time.perf_counter()
     writer = ds.create_layer(
         new_layer, "caption", producer="vila2.filtering:rethreshold", model=info.get("model"),

@@ -100,14 +100,13 @@ class Generator:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         check_generate_kwargs(generate_kwargs)
         if isinstance(model, (str, os.PathLike)):
-            from accelerate import PartialState
-
+            from vila2.distributed import process_state
             from vila2.model import load
 
             # a LoRA adapter folded into its base weights generates as fast as a plain model;
             # by default each process takes its own accelerator (or the CPU)
             self.model, self.processor = load(
-                model, dtype=dtype, device=PartialState().device if device is None else device, merge=True
+                model, dtype=dtype, device=process_state().device if device is None else device, merge=True
             )
         else:
             self.model, self.processor = model

@@ -88,7 +88,10 @@ def _pct(value: float | None) -> str:
 def markdown_table(results: Mapping[str, Any]) -> str:
     """One row per model, one column per benchmark, plus caption words and hallucination."""
     benchmarks = list(results["benchmarks"])
-    head = ["model", "caption words", *benchmarks, "hallucination"]
+    metric = {b: next(r["scores"][b]["metric"] for r in results["rows"] if b in r["scores"]) for b in benchmarks}
+    halluc = next((r["hallucination"]["metric"] for r in results["rows"] if r.get("hallucination")), None)
+    head = ["model", "caption words", *(f"{b} ({metric[b]})" for b in benchmarks),
+            "hallucination" + (f" ({halluc})" if halluc else "")]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for row in results["rows"]:
         words = row.get("caption_words")

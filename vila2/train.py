@@ -97,8 +97,17 @@ def _mixed_precision(choice: str) -> str:
 
 
 def _last_checkpoint(folder: Path) -> Path | None:
-    found = sorted(folder.glob("step-*"), key=lambda p: int(p.name.split("-")[1])) if folder.is_dir() else []
-    return found[-1] if found else None
+    """The newest complete checkpoint: ``vila2_state.json`` is written last, so a save that was
+    killed half-way is ignored."""
+    found = [p for p in folder.glob("step-*") if (p / "vila2_state.json").is_file()] if folder.is_dir() else []
+    return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def _truncate_log(log: Path, step: int) -> None:
+    """Drop log lines a killed run wrote after its last checkpoint; the resumed run rewrites them."""
+    if log.is_file():
+        lines = [line for line in log.read_text().splitlines() if json.loads(line)["step"] <= step]
+        log.write_text("".join(line + "\n" for line in lines))
 
 
 def _check_previous(config: TrainConfig, run: Path) -> bool:
@@ -245,6 +254,8 @@ def train(config: TrainConfig | Mapping[str, Any], *,
         accelerator.load_state(str(checkpoint))
         state = json.loads((checkpoint / "vila2_state.json").read_text())
         step, epoch, done_in_epoch = state["step"], state["epoch"], state["batches_in_epoch"]
+        if main:
+            _truncate_log(run / "log.jsonl", step)
     if main:
         resumed = f", resuming at step {step}" if step else ""
         print(f"[vila2 train] {config.stage}: {len(examples)} examples, {total} steps of "

@@ -95,7 +95,9 @@ def _parses_as_number(text: str) -> bool:
     return True
 
 
-not_numbers = st.one_of(containers, st.text(min_size=1, max_size=20).filter(lambda t: not _parses_as_number(t)))
+# booleans too: YAML reads `limit: yes` as true, which must not become a limit of 1
+not_numbers = st.one_of(containers, st.booleans(),
+                        st.text(min_size=1, max_size=20).filter(lambda t: not _parses_as_number(t)))
 
 
 @st.composite

@@ -67,10 +67,9 @@ def command(dataset: str, model: str | None, layer: str, captioner: str, prompts
 
     Runs on many processes with `accelerate launch -m vila2 caption ...`: each takes its shards.
     """
-    from accelerate import PartialState
-
     from vila2.caption import CaptionError, caption_dataset
     from vila2.data import StoreError
+    from vila2.distributed import process_state
 
     captioner_settings: dict[str, Any] = {}
     for item in settings:
@@ -83,5 +82,5 @@ def command(dataset: str, model: str | None, layer: str, captioner: str, prompts
         )
     except (CaptionError, StoreError, ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
-    if PartialState().is_main_process:
+    if process_state().is_main_process:
         click.echo(json.dumps(summary.to_dict(), indent=2, sort_keys=True) if as_json else str(summary))

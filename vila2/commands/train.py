@@ -44,7 +44,7 @@ def command(config: Path, out: str | None, model: str | None, max_steps: int | N
         result = train(TrainConfig.parse(values, str(config)))
     except (TrainError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    from accelerate import PartialState
+    from vila2.distributed import process_state
 
-    if PartialState().is_main_process:
+    if process_state().is_main_process:
         click.echo(f"model saved to {result}")
