@@ -22,17 +22,46 @@ from vila2.report import markdown_table
 pytestmark = pytest.mark.slow
 
 KILLER = '''
-import os, signal, threading
+import os, signal
 import vila2
+
+MODE, TARGET = os.environ["KILL_MODE"], os.environ["KILL_TARGET"]
+
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
 
 @vila2.hookimpl
 def on_step_end(step, run_dir, outputs):
-    if step != os.environ["KILL_AFTER_STEP"]:
-        return
-    delay = float(os.environ["KILL_DELAY"])
-    if delay == 0:
-        os.kill(os.getpid(), signal.SIGKILL)
-    threading.Timer(delay, os.kill, (os.getpid(), signal.SIGKILL)).start()
+    if MODE == "after-step" and step == TARGET:
+        die()
+
+
+if MODE == "mid-train":  # SIGKILL at the 5th optimizer step of the training run writing TARGET
+    import vila2.train
+
+    real_train = vila2.train.train
+
+    def train(config, *, on_step=None):
+        def step_hook(step, loss):
+            if TARGET in str(getattr(config, "out", "")) and step == 5:
+                die()
+        return real_train(config, on_step=step_hook)
+
+    vila2.train.train = train
+
+if MODE == "mid-caption":  # SIGKILL right after the first shard of layer TARGET is written
+    from vila2.data.layer import LayerWriter
+
+    real_write = LayerWriter.write_shard
+
+    def write_shard(self, shard, rows):
+        real_write(self, shard, rows)
+        if self.name == TARGET:
+            die()
+
+    LayerWriter.write_shard = write_shard
 '''
 
 
@@ -142,22 +171,29 @@ def test_kill_at_a_boundary_and_mid_step_gives_the_same_report(
     out = tmp_path / "run"
 
     # 1. killed right after a step's marker is written
-    first = _demo(out, "--plugin", str(killer), KILL_AFTER_STEP="round0.train", KILL_DELAY="0")
+    first = _demo(out, "--plugin", str(killer), KILL_MODE="after-step", KILL_TARGET="round0.train")
     assert first.returncode == -9, first.stderr[-2000:]
     assert (out / "steps" / "round0.train.json").is_file()
     assert not (out / "steps" / "round0.eval.vqa.json").exists()
 
-    # 2. killed a few seconds into round 1's training (after its recaption finished)
-    second = _demo(out, "--plugin", str(killer), KILL_AFTER_STEP="round1.caption", KILL_DELAY="3")
+    # 2. killed in the middle of round 1's training
+    second = _demo(out, "--plugin", str(killer), KILL_MODE="mid-train", KILL_TARGET="round1/train")
     assert second.returncode == -9, second.stderr[-2000:]
     assert (out / "steps" / "round1.caption.json").is_file()
     assert not (out / "steps" / "round1.train.json").exists()
     assert (out / "round1" / "train").is_dir()  # the killed attempt left work behind
 
-    # 3. resumed to the end
-    third = _demo(out)
-    assert third.returncode == 0, third.stderr[-4000:]
-    assert "done   round0.train" in third.stdout and "done   round1.caption" in third.stdout
+    # 3. killed in the middle of round 2's recaption, one shard of the layer written
+    third = _demo(out, "--plugin", str(killer), KILL_MODE="mid-caption", KILL_TARGET="recap-r2")
+    assert third.returncode == -9, third.stderr[-2000:]
+    assert not (out / "steps" / "round2.caption.json").exists()
+    done_shards = list((out / "pretrain" / "dataset" / "layers" / "recap-r2").glob("*.done"))
+    assert len(done_shards) == 1
+
+    # 4. resumed to the end
+    last = _demo(out)
+    assert last.returncode == 0, last.stderr[-4000:]
+    assert "done   round0.train" in last.stdout and "done   round1.train" in last.stdout
     assert (out / "report.md").read_text() == (reference / "report.md").read_text()
     ours = json.loads((out / "results.json").read_text())
     theirs = json.loads((reference / "results.json").read_text())

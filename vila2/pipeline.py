@@ -33,7 +33,7 @@ from vila2.report import CAPTION_STATS_FILE, RESULT_FILE, collect, markdown_tabl
 from vila2.steps import RunFolder, StepChanged, write_json
 
 #: images per shard of a ``pretrain_limit`` subset: the unit a killed recaption resumes from
-SUBSET_SHARD = 250
+SUBSET_SHARD = 100
 
 
 class PipelineError(RuntimeError):

@@ -324,19 +324,17 @@ def test_recipe_names_cannot_leave_the_run_folder(name: str, tmp_path: Path) -> 
 
 # ---------------------------------------------------------------------------- images
 def test_image_bombs_are_refused_before_decoding(tmp_path: Path, tally: Any) -> None:
-    import time
-
     from vila2.data import BadImage, Dataset
     from vila2.data.image import check_image, open_rgb
 
+    # the bomb's pixel data is mostly missing: had it been decoded, the error would be a
+    # truncated image, not its size
     bomb = png_bomb()
-    started = time.process_time()
     for decode in (check_image, open_rgb):
         with pytest.raises(BadImage, match="image too large"):
             decode(bomb)
     with pytest.raises(BadImage, match="image too large"):
         check_image(png(64, 64), max_pixels=64 * 63)
-    assert time.process_time() - started < 5  # 900 megapixels were never decoded
 
     src = tmp_path / "src"
     src.mkdir()

@@ -23,7 +23,6 @@ from typing import Any
 from vila2.data.errors import BadImage, StoreError
 from vila2.data.image import DEFAULT_MAX_PIXELS
 from vila2.data.layer import LAYER_KINDS, Layer, LayerWriter
-from vila2.data.provenance import model_fingerprint
 from vila2.data.shards import shard_for_rank
 from vila2.data.store import Dataset, ImageWriter
 
@@ -59,6 +58,5 @@ __all__ = [
     "export",
     "export_mixture",
     "ingest",
-    "model_fingerprint",
     "shard_for_rank",
 ]
