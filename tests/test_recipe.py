@@ -110,3 +110,11 @@ def test_paths_are_relative_to_the_recipe(tmp_path: Path) -> None:
     recipe = load_recipe(file)
     assert recipe.path("prompts.txt") == (tmp_path / "sub" / "prompts.txt").resolve()
     assert recipe.path("/abs/x") == Path("/abs/x")
+
+
+@pytest.mark.parametrize("name", ["../escaped", "a/b", "..", "-x"])
+def test_names_that_become_folders_are_checked(name: str) -> None:
+    message = _error({"evaluators": [name]})
+    assert "r.yaml: evaluators[0].name: must be a name: letters, digits" in message
+    message = _error({"specialists": {"names": [name]}})
+    assert "r.yaml: specialists.names[0]: must be a name" in message

@@ -120,3 +120,11 @@ def test_unreadable_marker_means_not_done(tmp_path: Path) -> None:
     run.marker("z").write_text("{not json")
     assert run.record("z") is None
     assert run.run("z", {}, lambda out: {"fresh": 1}) == {"fresh": 1}
+
+
+@pytest.mark.parametrize("step", ["round0.eval.../x", "a/b", "a..b", ".a", "a.", "/tmp/x"])
+def test_step_names_cannot_leave_the_run_folder(tmp_path: Path, step: str) -> None:
+    run = RunFolder(tmp_path / "run", log=lambda _: None)
+    with pytest.raises(ValueError, match="bad step name"):
+        run.run(step, {}, lambda out: {})
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

@@ -13,11 +13,22 @@ Relative paths in a recipe are relative to the recipe file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from vila2.prompts import PROMPT_SETS
+
+#: component names, as plugins register them (they name steps and folders of a run)
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 
 
 class RecipeError(ValueError):
@@ -26,6 +37,16 @@ class RecipeError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # YAML reads `seed: no` as false: a number field must not quietly become 0 or 1
+        annotation = cls.model_fields[info.field_name].annotation if info.field_name else None
+        kinds = {annotation, *getattr(annotation, "__args__", ())}
+        if isinstance(value, bool) and kinds & {int, float} and bool not in kinds:
+            raise ValueError(f"must be a number, not {str(value).lower()}")
+        return value
 
 
 class WorldData(_Strict):
@@ -77,6 +98,15 @@ class ModelSpec(_Strict):
     checkpoint: str | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)
     trust_remote_code: bool = False
+
+    @field_validator("trust_remote_code")
+    @classmethod
+    def _no_remote_code(cls, value: bool) -> bool:
+        # refused rather than ignored: nothing in a run would honour it
+        if value:
+            raise ValueError("vila2 run does not load models that bring their own code; use a "
+                             "checkpoint transformers supports natively (trust_remote_code: false)")
+        return value
 
     @model_validator(mode="after")
     def _one_model(self) -> ModelSpec:
@@ -179,7 +209,7 @@ class SelfAugment(_Strict):
 class Specialists(_Strict):
     """Specialist-augment: which installed specialists, their LoRA settings and QA turns."""
 
-    names: Literal["installed"] | list[str] = "installed"
+    names: Literal["installed"] | list[Annotated[str, Field(pattern=NAME_PATTERN)]] = "installed"
     lora: dict[str, Any] = Field(default_factory=dict)
     training: Hyper = Field(default_factory=Hyper)
     qa_turns: int | None = Field(None, ge=1, description="QA turns appended per image (default: all)")
@@ -191,7 +221,7 @@ class Specialists(_Strict):
 class EvaluatorSpec(_Strict):
     """A benchmark to score every model on; ``data`` overrides where its samples come from."""
 
-    name: str
+    name: str = Field(pattern=NAME_PATTERN)
     backend: str = "builtin"
     data: str | None = None
     limit: int | None = Field(None, ge=1)
@@ -234,12 +264,14 @@ class Recipe(_Strict):
 _TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none"}
 
 
-def _where(loc: tuple[Any, ...]) -> str:
+def _where(error: dict[str, Any]) -> str:
+    loc = error["loc"]
     parts: list[str] = []
-    for item in loc:
+    for i, item in enumerate(loc):
+        user_key = error["type"] == "extra_forbidden" and i == len(loc) - 1
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in _TYPE_TAGS or "[" in str(item):
+        elif not user_key and (item in _TYPE_TAGS or "[" in str(item)):
             continue  # pydantic's labels for union branches are not keys the user wrote
         else:
             parts.append(("." if parts else "") + str(item))
@@ -256,6 +288,8 @@ def _explain(error: dict[str, Any]) -> str:
         return f"must be {ctx.get('expected', msg)}"
     if kind == "value_error":
         return str(ctx.get("error", msg))
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == NAME_PATTERN:
+        return "must be a name: letters, digits, '_', '-' or '.', starting with a letter or digit"
     text = msg[:1].lower() + msg[1:]
     return text.replace("input should be", "must be")
 
@@ -286,6 +320,13 @@ def _model_in(annotation: Any) -> Any:
     return None
 
 
+def _is_file(recipe: Recipe, value: str) -> bool:
+    try:
+        return recipe.path(value).is_file()
+    except (OSError, ValueError, RuntimeError):  # too long a name, a NUL byte, "~nobody"...
+        return False
+
+
 def _cross_check(recipe: Recipe) -> list[str]:
     """Rules that relate two parts of a recipe, as ``key: message`` lines."""
     problems = []
@@ -295,12 +336,12 @@ def _cross_check(recipe: Recipe) -> list[str]:
         problems.append(f"self_augment.stop_when.benchmark: {stop.benchmark!r} is not one of the "
                         f"evaluators ({', '.join(evaluated)})")
     prompts = recipe.self_augment.prompts
-    if isinstance(prompts, str) and prompts not in PROMPT_SETS and not recipe.path(prompts).is_file():
-        problems.append(f"self_augment.prompts: {prompts!r} is neither a prompt set "
+    if isinstance(prompts, str) and prompts not in PROMPT_SETS and not _is_file(recipe, prompts):
+        problems.append(f"self_augment.prompts: {prompts[:80]!r} is neither a prompt set "
                         f"({', '.join(PROMPT_SETS)}) nor a file of prompts")
     for i, plugin in enumerate(recipe.plugins):
-        if not recipe.path(plugin).is_file():
-            problems.append(f"plugins[{i}]: plugin file {plugin!r} does not exist")
+        if not _is_file(recipe, plugin):
+            problems.append(f"plugins[{i}]: plugin file {plugin[:80]!r} does not exist")
     return problems
 
 
@@ -318,7 +359,7 @@ def parse_recipe(raw: Any, *, source: str = "recipe", base_dir: str | Path = "."
         by_key: dict[str, list[str]] = {}
         got: dict[str, str] = {}
         for error in exc.errors():
-            where = _where(error["loc"])
+            where = _where(error)
             text = _explain(error)
             if text not in by_key.setdefault(where, []):
                 by_key[where].append(text)

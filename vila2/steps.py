@@ -17,11 +17,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+#: a step name: words of letters, digits, '_' or '-', joined by '.' (each word a folder)
+_STEP = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
 
 class StepChanged(RuntimeError):
@@ -72,6 +76,9 @@ class RunFolder:
 
     def dir(self, step: str) -> Path:
         """The folder a step writes into: ``round1.caption`` -> ``ROOT/round1/caption``."""
+        if not _STEP.fullmatch(step):
+            # step names come from recipes and plugins (benchmark names...): never a path
+            raise ValueError(f"bad step name {step!r}: letters, digits, '_' and '-', joined by '.'")
         return self.root.joinpath(*step.split("."))
 
     def marker(self, step: str) -> Path:
@@ -110,6 +117,7 @@ class RunFolder:
         it); other steps start from an empty folder. ``cleanup`` removes what the step wrote
         outside its folder (e.g. a caption layer in a dataset) before a changed step reruns.
         """
+        out = self.dir(step)
         inputs = json.loads(json.dumps(dict(inputs), sort_keys=True, default=str))
         digest = fingerprint(inputs)
         self.fingerprints[step] = digest
@@ -117,7 +125,6 @@ class RunFolder:
         if done is not None and done.get("fingerprint") == digest:
             self.log(f"  done   {step}")
             return done["outputs"]
-        out = self.dir(step)
         if done is not None:
             changed = _changes(done.get("inputs", {}), inputs)
             if not self.rerun_changed:
