@@ -114,7 +114,11 @@ def evaluate_conversations(
             if len(predictions) != len(chunk):
                 raise ValueError(f"the model returned {len(predictions)} answers for {len(chunk)} questions")
             for sample, (question, reference), prediction in zip(chunk, asked, predictions, strict=True):
-                metrics = {k: float(v) for k, v in score(prediction, reference, sample).items()}
+                try:
+                    metrics = {k: float(v) for k, v in score(prediction, reference, sample).items()}
+                except Exception as exc:
+                    raise ValueError(f"benchmark {benchmark!r} sample {sample['id']!r}: scoring failed: "
+                                     f"{exc!r}") from exc
                 if n and set(metrics) != set(sums):
                     raise ValueError(f"benchmark {benchmark!r} sample {sample['id']!r}: the scorer "
                                      f"returned {sorted(metrics)}, earlier samples {sorted(sums)}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +65,30 @@ def _resolve_dtype(dtype: Any) -> Any:
     return dtype
 
 
+def check_safetensors(file: Path) -> None:
+    """Refuse a safetensors file whose size is not what its header says: a write cut short by a
+    kill or a full disk. Reads the header only."""
+    size = file.stat().st_size
+    try:
+        with open(file, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length)) if 8 + length <= size else None
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        whole = 8 + length + end == size
+    except (struct.error, ValueError, TypeError, KeyError, AttributeError):
+        whole = False
+    if not whole:
+        raise ValueError(f"{file} is truncated or corrupt ({size} bytes, not what its header describes); "
+                         "it was cut short (a kill or a full disk?): write it again")
+
+
 def _check_weights(path: Path, allow_pickle: bool) -> None:
     if not path.is_dir():
         return  # a hub id: from_pretrained(use_safetensors=True) refuses pickles there
-    if any(path.glob("*.safetensors")):
+    tensors = sorted(path.glob("*.safetensors"))
+    for file in tensors:
+        check_safetensors(file)
+    if tensors:
         return
     pickles = sorted(p.name for p in path.glob("*.bin"))
     if pickles and not allow_pickle:
@@ -141,6 +162,8 @@ def _load_adapter(path: Path, *, dtype: Any, device: Any, attn_implementation: s
 
     if not (path / "adapter_model.safetensors").is_file() and not allow_pickle:
         raise ValueError(f"{path} has no adapter_model.safetensors; pickled adapters need allow_pickle=True")
+    if (path / "adapter_model.safetensors").is_file():
+        check_safetensors(path / "adapter_model.safetensors")
     base = adapter_base(path)
     model, processor = load(base, dtype=dtype, attn_implementation=attn_implementation,
                             trust_remote_code=trust_remote_code, adapter_ok=False, allow_pickle=allow_pickle)

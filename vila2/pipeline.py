@@ -347,8 +347,12 @@ class Pipeline:
         def evaluate(out: Path) -> dict[str, Any]:
             evaluator = self.host.find_evaluator(spec.name, spec.backend)
             data = str(self.recipe.path(spec.data)) if spec.data else None
-            result = evaluator.run(model, spec.name, data=data, limit=spec.limit, out_dir=str(out),
-                                   settings={"world": src.world, **spec.settings})
+            try:
+                result = evaluator.run(model, spec.name, data=data, limit=spec.limit, out_dir=str(out),
+                                       settings={"world": src.world, **spec.settings})
+            except Exception as exc:
+                raise PipelineError(f"evaluator {evaluator.name!r} (plugin {evaluator.plugin!r}) failed on "
+                                    f"benchmark {spec.name!r}: {exc}") from exc
             write_json(out / RESULT_FILE, {**result.to_dict(), "model": self._rel_or_abs(model)})
             return {"result": self._rel(out / RESULT_FILE)}
 

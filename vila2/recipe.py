@@ -28,7 +28,8 @@ from pydantic import (
 from vila2.prompts import PROMPT_SETS
 
 #: component names, as plugins register them (they name steps and folders of a run)
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+# names become folders of the run, split at dots (round1/eval/<name>): no empty part
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)*$"
 
 
 class RecipeError(ValueError):

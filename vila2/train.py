@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vila2.adapters import LoraSettings
+from vila2.data.atomic import write_json
 from vila2.data.mixture import MixtureEntry
 
 # Settings that do not change what is learned: a rerun may change them freely.
@@ -328,8 +329,8 @@ def _checkpoint(accelerator: Any, folder: Path, step: int, epoch: int, batches_i
     target = folder / f"step-{step}"
     accelerator.save_state(str(target))
     if accelerator.is_main_process:
-        (target / "vila2_state.json").write_text(json.dumps(
-            {"step": step, "epoch": epoch, "batches_in_epoch": batches_in_epoch}))
+        # atomic: a kill while it is written must not leave a checkpoint that looks complete
+        write_json(target / "vila2_state.json", {"step": step, "epoch": epoch, "batches_in_epoch": batches_in_epoch})
         for old in folder.glob("step-*"):
             if old != target:
                 shutil.rmtree(old, ignore_errors=True)

@@ -298,28 +298,48 @@ def test_sample_ids_cannot_place_files(tmp_path: Path, tally: Any) -> None:
           f"{len(kept)} of {len(HOSTILE_IDS)} kept, exported under safe file names; nothing outside", 0)
 
 
-@pytest.mark.parametrize("name", ["../escaped", "/tmp/vila2-step-escape", "a/../../b", "..", "x\\..\\y"])
-def test_recipe_names_cannot_leave_the_run_folder(name: str, tmp_path: Path) -> None:
+FOLDER_NAMES = ["../escaped", "/tmp/vila2-step-escape", "a/../../b", "..", "x\\..\\y", "a..b", "trailing."]
+
+
+def test_recipe_names_cannot_leave_the_run_folder(tmp_path: Path, tally: Any) -> None:
     """A benchmark name becomes a step, and a step a folder of the run."""
     from vila2.recipe import RecipeError, parse_recipe
     from vila2.steps import RunFolder
-
-    recipe = {"data": {"world": {"size": "tiny"}}, "model": {"preset": "llava-tiny"},
-              "training": {"stages": [{"name": "sft", "data": ["sft"]}]},
-              "evaluators": [{"name": name, "backend": "lm-eval"}]}
-    with pytest.raises(RecipeError, match=r"evaluators\[0\]\.name"):
-        parse_recipe(recipe, source="r.yaml")
 
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "keep.txt").write_text("mine")
     run = RunFolder(tmp_path / "run", log=lambda _: None)
-    step = f"round0.eval.{victim if name.startswith('/') else name}"
-    with pytest.raises(ValueError, match="step"):
-        run.run(step, {}, lambda out: {"wrote": str(out)})
+    for name in FOLDER_NAMES:
+        recipe = {"data": {"world": {"size": "tiny"}}, "model": {"preset": "llava-tiny"},
+                  "training": {"stages": [{"name": "sft", "data": ["sft"]}]},
+                  "evaluators": [{"name": name, "backend": "lm-eval"}]}
+        with pytest.raises(RecipeError, match=r"evaluators\[0\]\.name"):
+            parse_recipe(recipe, source="r.yaml")
+        # the run folder refuses such steps too (an absolute name would replace the run's path)
+        step = f"round0.eval.{victim if name.startswith('/') else name}"
+        with pytest.raises(ValueError, match="step"):
+            run.run(step, {}, lambda out: {"wrote": str(out)})
     assert (victim / "keep.txt").read_text() == "mine"
     outside_run = {p for p in tmp_path.rglob("*") if p.is_file() and not p.is_relative_to(tmp_path / "run")}
     assert outside_run == {victim / "keep.txt"}
+    tally("benchmark names that are paths or hold an empty part (../x, /abs, a/../../b, .., x\\..\\y, a..b, x.)",
+          len(FOLDER_NAMES), "refused by the recipe naming evaluators[0].name, and by the run folder; nothing "
+          "outside touched", 0)
+
+
+def test_component_names_cannot_make_empty_folder_names(fresh_host: Any) -> None:
+    """A specialist's name becomes ``specialists/<name>/...``: a name the run folder would refuse
+    hours later, after training, is refused when the plugin registers it."""
+    from vila2.plugins import PluginError
+
+    class Dotted:
+        @vila2.hookimpl
+        def register_specialists(self, register: Any) -> None:
+            register(vila2.Specialist("ocr..v2", prepare_data=lambda source, world, out: out, prompts=("Read.",)))
+
+    with pytest.raises(PluginError, match=r"dotted.*bad name 'ocr\.\.v2'"):
+        fresh_host.register(Dotted(), name="dotted")
 
 
 # ---------------------------------------------------------------------------- images

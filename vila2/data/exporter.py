@@ -31,6 +31,8 @@ from vila2.data.errors import StoreError
 EXPORT_FORMATS = ("llava", "parquet")
 ROWS_PER_FILE = 1000
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+#: characters of a sample id kept in its file name (file systems allow 255 bytes a name)
+_MAX_STEM = 120
 _HF_STRING = {"dtype": "string", "_type": "Value"}
 #: ``datasets`` feature metadata: ``image`` is an Image feature, decoded to PIL on access
 HF_FEATURES = {"info": {"features": {
@@ -57,10 +59,11 @@ class ExportReport:
 
 
 def file_stem(sample_id: str) -> str:
-    """A file name for a sample id: safe characters only, unique even when characters changed."""
+    """A file name for a sample id: safe characters only, short enough for any file system,
+    unique even when characters changed or were cut."""
     stem = _UNSAFE.sub("_", sample_id)
-    if stem != sample_id or stem.startswith("."):
-        stem = f"{stem.lstrip('.')}-{hashlib.sha1(sample_id.encode()).hexdigest()[:8]}"
+    if stem != sample_id or stem.startswith(".") or len(stem) > _MAX_STEM:
+        stem = f"{stem.lstrip('.')[:_MAX_STEM]}-{hashlib.sha1(sample_id.encode()).hexdigest()[:8]}"
     return stem
 
 
