@@ -21,24 +21,6 @@ from typing import Any
 from vila2_grounding_specialist.boxes import BoxError, canonicalise
 
 DOMAIN = "grounding"
-LAYER = "conversations"
-
-
-def checked(folder: Path) -> str:
-    """``folder`` if it is a dataset with a finished conversation layer ``conversations``."""
-    from vila2.data import Dataset, StoreError
-
-    dataset = Dataset.open(folder)
-    if LAYER not in dataset.layers():
-        raise StoreError(f"{folder}: the {DOMAIN} specialist needs a {LAYER!r} layer of "
-                         f"LLaVA conversations; layers: {', '.join(dataset.layers()) or 'none'}")
-    layer = dataset.layer(LAYER)
-    if layer.kind != "conversation" or not layer.is_complete():
-        raise StoreError(f"{folder}: layer {LAYER!r} must be a finished conversation layer "
-                         f"(kind {layer.kind!r}, finished: {layer.is_complete()})")
-    if not layer.texts():
-        raise StoreError(f"{folder}: layer {LAYER!r} holds no usable conversation")
-    return str(folder)
 
 
 def read_entries(path: Path) -> list[Any]:
@@ -92,7 +74,8 @@ def canonical_entries(entries: list[Any], where: str) -> list[Any]:
 
 def from_llava(source: Path, out_dir: Path) -> Path:
     """Canonicalise the boxes of LLaVA JSON and ingest it into ``out_dir/grounding-data``."""
-    from vila2.data import StoreError, ingest
+    from vila2.data import StoreError
+    from vila2.data.conversation_sets import ingest_llava
 
     if source.is_dir():
         found = sorted(p for p in source.iterdir() if p.suffix.lower() in {".json", ".jsonl"})
@@ -108,27 +91,11 @@ def from_llava(source: Path, out_dir: Path) -> Path:
         rewritten.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries))
     else:
         rewritten.write_text(json.dumps(entries, ensure_ascii=False))
-    out = out_dir / f"{DOMAIN}-data"
-    report = ingest(rewritten, out, format="llava", image_root=image_root, progress=False)
-    if not report.kept:
-        raise StoreError(f"{source}: no usable sample for the {DOMAIN} specialist; "
-                         f"see {out / 'rejects.jsonl'}")
-    return out
+    return ingest_llava(rewritten, out_dir, DOMAIN, image_root=image_root)
 
 
 def prepare_data(source: str | None, world: str | None, out_dir: str) -> str:
     """The dataset folder the grounding specialist is fine-tuned on (see the module docstring)."""
-    from vila2.data import StoreError
+    from vila2.data.conversation_sets import prepare_conversations
 
-    if source is None:
-        if world is None:
-            raise StoreError(f"the {DOMAIN} specialist has no training data: give a dataset "
-                             "folder or LLaVA JSON as its source, or run on the embedded world")
-        return checked(Path(world) / DOMAIN)
-    path = Path(source)
-    if (path / "manifest.json").is_file():
-        return checked(path)
-    if path.is_dir() or path.suffix.lower() in {".json", ".jsonl"}:
-        return checked(from_llava(path, Path(out_dir)))
-    raise StoreError(f"{source}: the {DOMAIN} specialist's source must be a vila2 dataset folder "
-                     "or LLaVA conversation JSON (a .json/.jsonl file, or a folder holding one)")
+    return prepare_conversations(DOMAIN, source, world, out_dir, from_llava=from_llava)
