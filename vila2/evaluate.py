@@ -144,3 +144,17 @@ def evaluate_conversations(
         samples_path=str(samples_path) if samples_path is not None else None,
         details={"data": str(data), "model": str(model) if isinstance(model, (str, os.PathLike)) else None},
     )
+
+
+def benchmark_data(evaluator: str, benchmark: str, data: str | Path | None,
+                   settings: Mapping[str, Any]) -> str:
+    """``data``, or by default the embedded world's ``<settings["world"]>/bench/<benchmark>``."""
+    from vila2.plugins import PluginError
+
+    if data is not None:
+        return str(data)
+    if not settings.get("world"):
+        raise PluginError(f"evaluator {evaluator!r}: benchmark {benchmark!r} needs its data; it needs "
+                          "data= (a benchmark dataset, `--data`) or the setting 'world' (a folder "
+                          "written by `vila2 world`, `--world`)")
+    return str(Path(settings["world"]) / "bench" / benchmark)

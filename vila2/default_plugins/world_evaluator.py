@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import vila2
@@ -35,18 +34,14 @@ def run(
     settings: Mapping[str, Any] | None = None,
 ) -> vila2.EvalResult:
     """Score ``model`` on the world benchmark ``benchmark`` (``vqa`` or ``caption``)."""
-    from vila2.evaluate import evaluate_conversations
+    from vila2.evaluate import benchmark_data, evaluate_conversations
     from vila2.plugins import PluginError
     from vila2.world import scoring
 
     settings = settings or {}
     if benchmark not in BENCHMARKS:
         raise PluginError(f"evaluator 'world' scores {', '.join(BENCHMARKS)}, not {benchmark!r}")
-    if data is None:
-        if not settings.get("world"):
-            raise PluginError(f"evaluator 'world': benchmark {benchmark!r} needs data= (a benchmark "
-                              "dataset) or the setting 'world' (a folder written by `vila2 world`)")
-        data = Path(settings["world"]) / "bench" / benchmark
+    data = benchmark_data('world', benchmark, data, settings)
     score = scoring.vqa_score if benchmark == "vqa" else scoring.caption_score
     result = evaluate_conversations(
         model, data, score, benchmark=benchmark, limit=limit, out_dir=out_dir,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from vila2 import EvalResult
@@ -25,16 +24,10 @@ def evaluate(
 
     ``settings`` may set ``batch_size`` and ``max_new_tokens``.
     """
-    from vila2.evaluate import evaluate_conversations
-    from vila2.plugins import PluginError
+    from vila2.evaluate import benchmark_data, evaluate_conversations
 
     settings = settings or {}
-    if data is None:
-        if not settings.get("world"):
-            raise PluginError(f"evaluator 'grounding': benchmark {benchmark!r} needs its data: a "
-                              "benchmark dataset (data=, `--data`) or the embedded world's "
-                              "folder (setting 'world', `--world`)")
-        data = str(Path(settings["world"]) / "bench" / benchmark)
+    data = benchmark_data('grounding', benchmark, data, settings)
     result = evaluate_conversations(
         model, data, score, benchmark=benchmark, limit=limit, out_dir=out_dir,
         batch_size=int(settings.get("batch_size", 32)),
