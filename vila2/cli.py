@@ -108,18 +108,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         for file in _plugin_files(args):
             host.load_file(file)
         host.hook.register_commands(cli=cli)
-    except PluginError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(2)
-    except Exception as exc:
-        full = no_space(exc)
-        if full is None:
-            raise
-        # every write is atomic and every step resumable: nothing needs cleaning up by hand
-        click.echo(f"Error: no space left on the device ({full}). Free some space and rerun the "
-                   "same command: finished work is kept and the run resumes.", err=True)
-        sys.exit(1)
-    try:
         cli.main(args=args, prog_name="vila2", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)

@@ -23,33 +23,6 @@ from vila2_grounding_specialist.boxes import BoxError, canonicalise
 DOMAIN = "grounding"
 
 
-def read_entries(path: Path) -> list[Any]:
-    """The entries of a LLaVA .json (a list) or .jsonl (one object a line) file."""
-    from vila2.data import StoreError
-
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise StoreError(f"{path} is not UTF-8: {exc}") from None
-    if path.suffix.lower() == ".jsonl":
-        entries = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                entries.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise StoreError(f"{path} line {number} is not valid JSON: {exc}") from None
-        return entries
-    try:
-        entries = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise StoreError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(entries, list):
-        raise StoreError(f"{path}: LLaVA JSON holds a list of entries, got {type(entries).__name__}")
-    return entries
-
-
 def canonical_entries(entries: list[Any], where: str) -> list[Any]:
     """``entries`` with every box in their turns in the canonical form. Malformed entries pass
     through untouched: ingest rejects them, with the reason, like any other bad input."""
@@ -76,6 +49,7 @@ def from_llava(source: Path, out_dir: Path) -> Path:
     """Canonicalise the boxes of LLaVA JSON and ingest it into ``out_dir/grounding-data``."""
     from vila2.data import StoreError
     from vila2.data.conversation_sets import ingest_llava
+    from vila2.data.sources.llava import read_entries as read_llava_entries
 
     if source.is_dir():
         found = sorted(p for p in source.iterdir() if p.suffix.lower() in {".json", ".jsonl"})
@@ -86,7 +60,7 @@ def from_llava(source: Path, out_dir: Path) -> Path:
         file, image_root = source, source.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     rewritten = out_dir / f"{DOMAIN}-canonical{file.suffix.lower()}"
-    entries = canonical_entries(read_entries(file), str(file))
+    entries = canonical_entries(read_llava_entries(file), str(file))
     if file.suffix.lower() == ".jsonl":
         rewritten.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries))
     else:

@@ -70,7 +70,8 @@ class LlavaJson:
             yield candidate
 
 
-def _load(path: Path) -> list[Any]:
+def read_entries(path: Path) -> list[Any]:
+    """The entries of a LLaVA JSON (a list) or JSONL file; bad JSON is an error naming the line."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -104,4 +105,4 @@ def open(src: Path, image_root: str | Path | None = None) -> LlavaJson:
     root = Path(image_root) if image_root is not None else src.parent
     if not root.is_dir():
         raise StoreError(f"image root {root} is not a folder")
-    return LlavaJson(src, root, _load(src))
+    return LlavaJson(src, root, read_entries(src))
