@@ -2,7 +2,7 @@
 
 (a) a plain Hugging Face ``generate`` loop, one image at a time;
 (b) transformers' ``pipeline("image-text-to-text")`` with batching;
-(c) ``vila2.caption.caption_dataset`` (reads the store, writes a caption layer).
+(c) ``vila2.captioning.engine.caption_dataset`` (reads the store, writes a caption layer).
 
 All three use the tiny LLaVA preset, greedy decoding and exactly ``--tokens`` new tokens per
 image (``min_new_tokens`` = ``max_new_tokens``, so a random model's early EOS cannot make one
@@ -43,7 +43,7 @@ def make_images(n: int, seed: int = 0) -> list:
 def hf_loop(model, processor, images, prompts, tokens: int) -> list[str]:
     import torch
 
-    from vila2.model import chat_prompt
+    from vila2.models.checkpoint import chat_prompt
 
     out = []
     with torch.inference_mode():
@@ -57,7 +57,7 @@ def hf_loop(model, processor, images, prompts, tokens: int) -> list[str]:
 def hf_pipeline(model, processor, images, prompts, tokens: int, batch_size: int) -> list[str]:
     from transformers import pipeline
 
-    from vila2.model import chat_prompt
+    from vila2.models.checkpoint import chat_prompt
 
     processor.tokenizer.padding_side = "left"
     pipe = pipeline("image-text-to-text", model=model, processor=processor, device=model.device)
@@ -89,11 +89,11 @@ def run(args: argparse.Namespace, work: Path) -> None:
     """Build the model and the dataset under ``work``, then time (a), (b) and (c)."""
     import torch
 
-    from vila2.caption import caption_dataset
+    from vila2.captioning.engine import caption_dataset
+    from vila2.captioning.prompts import LONG_PROMPTS, choose_prompt
     from vila2.data import Dataset
-    from vila2.model import load
-    from vila2.presets import build
-    from vila2.prompts import LONG_PROMPTS, choose_prompt
+    from vila2.models.checkpoint import load
+    from vila2.models.presets import build
 
     model_dir = build("llava-tiny", work / "llava-tiny", texts=PROMPTS_TEXTS, seed=0)
     model, processor = load(model_dir)

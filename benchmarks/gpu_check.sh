@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from vila2.presets import build
-from vila2.train import train
+from vila2.models.presets import build
+from vila2.training.trainer import train
 from vila2.world import world_texts, write_world
 
 work, steps, batch = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])

@@ -34,7 +34,7 @@ def _mixture(world: Path) -> list[dict]:
 def run_vila2(model: Path, world: Path, out: Path, steps: int, batch_size: int, grouped: bool) -> dict:
     import json
 
-    from vila2.train import train
+    from vila2.training.trainer import train
 
     result = train({"model": str(model), "out": str(out), "mixture": _mixture(world), "max_steps": steps,
                     "batch_size": batch_size, "group_by_length": grouped, "save_every": 0,
@@ -66,10 +66,10 @@ class _LoopClock:
 def run_hf_trainer(model_dir: Path, world: Path, out: Path, steps: int, batch_size: int) -> dict:
     from transformers import Trainer, TrainingArguments
 
-    from vila2.collate import EncodedExamples, ExampleEncoder, collate
     from vila2.data.mixture import build_examples
-    from vila2.model import load
-    from vila2.stages import freeze_for_stage
+    from vila2.models.checkpoint import load
+    from vila2.training.collate import EncodedExamples, ExampleEncoder, collate
+    from vila2.training.stages import freeze_for_stage
 
     model, processor = load(model_dir)
     freeze_for_stage(model, "sft")
@@ -90,10 +90,10 @@ def run_hf_trainer(model_dir: Path, world: Path, out: Path, steps: int, batch_si
 
 
 def padding(model_dir: Path, world: Path, batch_size: int) -> dict[str, float]:
-    from vila2.batching import LengthGroupedBatches, padding_ratio
-    from vila2.collate import ExampleEncoder
     from vila2.data.mixture import build_examples
-    from vila2.model import load
+    from vila2.models.checkpoint import load
+    from vila2.training.batching import LengthGroupedBatches, padding_ratio
+    from vila2.training.collate import ExampleEncoder
 
     _, processor = load(model_dir)
     encoder = ExampleEncoder(processor, 256)
@@ -119,7 +119,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
 
-    from vila2.presets import build
+    from vila2.models.presets import build
     from vila2.world import world_texts, write_world
 
     root = Path(tempfile.mkdtemp(prefix="vila2-throughput-"))

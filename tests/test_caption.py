@@ -17,10 +17,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 import vila2
-from vila2.caption import CaptionError, caption_dataset, summarize
+from vila2.captioning.engine import CaptionError, caption_dataset, summarize
+from vila2.captioning.prompts import LONG_PROMPTS, choose_prompt
 from vila2.data import Dataset, StoreError
 from vila2.plugins import PluginError
-from vila2.prompts import LONG_PROMPTS, choose_prompt
 
 TEXTS = ["a red circle left of a blue square", "the text reads open", "a small green cube"] * 20
 FILTERS = ["repeated_sentence", {"name": "word_count", "min": 2}, "exact_duplicate", "garbage"]
@@ -69,7 +69,7 @@ ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vila2.presets import build
+    from vila2.models.presets import build
 
     return build("llava-tiny", tmp_path_factory.mktemp("cap") / "llava-tiny", texts=TEXTS, seed=0)
 

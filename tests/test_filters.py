@@ -8,13 +8,13 @@ import pytest
 from PIL import Image
 
 import vila2
+from vila2.captioning.filters import FilterError, apply_filters, resolve_filters, rethreshold
 from vila2.default_plugins.filters import (
     cut_repeated_sentence,
     duplicate_count,
     garbage_ratio,
     kept_fraction,
 )
-from vila2.filtering import FilterError, apply_filters, resolve_filters, rethreshold
 from vila2.plugins import PluginError
 
 BUILTINS = {"word_count", "repeated_sentence", "exact_duplicate", "garbage"}
@@ -123,7 +123,7 @@ class WordsCaptioner:
 
 
 def test_rethreshold_from_stored_scores(tmp_path, plugin_registered) -> None:
-    from vila2.caption import caption_dataset
+    from vila2.captioning.engine import caption_dataset
     from vila2.data import Dataset
 
     plugin_registered(WordsCaptioner(), name="words-plugin")
@@ -145,7 +145,34 @@ def test_rethreshold_from_stored_scores(tmp_path, plugin_registered) -> None:
     info = ds.layer("recap-long").info
     assert info["settings"]["rethreshold_of"] == "recap"
     assert info["settings"]["filters"] == [{"name": "word_count", "min": 5}]
-    assert info["producer"] == "vila2.filtering:rethreshold"
+    assert info["producer"] == "vila2.captioning.filters:rethreshold"
     with pytest.raises(FilterError, match=r"'recap'.*no stored scores for filter 'exact_duplicate'"):
         rethreshold(ds, "recap", "recap-dedup", ["exact_duplicate"], progress=False)
     assert "recap-dedup" not in ds.layers()
+
+
+def test_rethreshold_keeps_captions_of_a_filter_that_only_cleans(tmp_path, plugin_registered) -> None:
+    """A clean-only filter stores no score (``None``); re-thresholding must not read that as a
+    rejection."""
+    from vila2.captioning.engine import caption_dataset
+    from vila2.data import Dataset
+
+    class Trim:
+        @vila2.hookimpl
+        def register_filters(self, register):
+            register(vila2.Filter("trim", clean=str.strip))
+
+    plugin_registered(WordsCaptioner(), name="words-plugin")
+    plugin_registered(Trim(), name="trim-plugin")
+    ds = Dataset.create(tmp_path / "ds")
+    with ds.writer(shard_size=3) as writer:
+        for i, width in enumerate([16, 24, 32]):
+            buffer = io.BytesIO()
+            Image.new("RGB", (width, 8), (i, 0, 0)).save(buffer, "PNG")
+            writer.add(f"s{i}", buffer.getvalue(), width, 8)
+    first = caption_dataset(ds, model=None, layer="recap", captioner="words", progress=False,
+                            filters=["trim"])
+    assert first.kept == 3
+    assert all(row["scores"] == {"trim": None} for row in ds.layer("recap").iter_rows())
+    again = rethreshold(ds, "recap", "recap-again", ["trim"], progress=False)
+    assert again.kept == 3 and again.filtered == {}

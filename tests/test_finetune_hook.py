@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import vila2
-from vila2.model import is_adapter, load
+from vila2.models.checkpoint import is_adapter, load
 
 
 def _specialist(name: str) -> vila2.Specialist:

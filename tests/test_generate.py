@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from vila2.generate import Generator, cut_at_stop, length_buckets
+from vila2.models.generation import Generator, cut_at_stop, length_buckets
 
 TEXTS = ["a red circle left of a blue square", "the text reads open", "a small green cube"] * 20
 
@@ -25,14 +25,14 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vila2.presets import build
+    from vila2.models.presets import build
 
     return build("llava-tiny", tmp_path_factory.mktemp("gen") / "llava-tiny", texts=TEXTS, seed=0)
 
 
 @pytest.fixture(scope="module")
 def loaded(model_dir: Path):
-    from vila2.model import load
+    from vila2.models.checkpoint import load
 
     return load(model_dir)
 
@@ -77,7 +77,7 @@ def test_batched_answers_match_one_at_a_time_and_keep_order(loaded) -> None:
 def test_answers_are_only_the_new_tokens(loaded) -> None:
     import torch
 
-    from vila2.model import chat_prompt
+    from vila2.models.checkpoint import chat_prompt
 
     model, processor = loaded
     suppress = no_specials(processor)
@@ -134,8 +134,8 @@ def test_bad_arguments(loaded) -> None:
 
 @pytest.mark.parametrize("preset", ["qwen2vl-tiny", "idefics3-tiny"])
 def test_other_architectures_batch_like_single_requests(preset, tmp_path) -> None:
-    from vila2.model import load
-    from vila2.presets import build
+    from vila2.models.checkpoint import load
+    from vila2.models.presets import build
 
     model, processor = load(build(preset, tmp_path / preset, texts=TEXTS, seed=0))
     gen = Generator((model, processor), batch_size=3, max_new_tokens=6, suppress_tokens=no_specials(processor))

@@ -26,7 +26,7 @@ class SpatialPlugin:
 
 @pytest.fixture(scope="module")
 def adapter(tiny_model: Path, tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vila2.train import finetune_lora
+    from vila2.training.trainer import finetune_lora
 
     out = tmp_path_factory.mktemp("lora") / "spatial"
     return finetune_lora(tiny_model, tiny_world / "spatial", out, SETTINGS)
@@ -35,7 +35,7 @@ def adapter(tiny_model: Path, tiny_world: Path, tmp_path_factory: pytest.TempPat
 def _image_inputs(processor):
     from PIL import Image
 
-    from vila2.model import chat_prompt
+    from vila2.models.checkpoint import chat_prompt
 
     return processor(images=[Image.new("RGB", (64, 64), "blue")],
                      text=[chat_prompt(processor, "Where is the circle?")], return_tensors="pt")
@@ -71,7 +71,7 @@ def _processor(folder: Path):
 def test_vila2_load_opens_adapters_and_merges(adapter: Path, tiny_model: Path) -> None:
     import torch
 
-    from vila2.model import load
+    from vila2.models.checkpoint import load
 
     with_adapter, processor = load(adapter)
     merged, _ = load(adapter, merge=True)
@@ -88,8 +88,8 @@ def test_vila2_load_opens_adapters_and_merges(adapter: Path, tiny_model: Path) -
 def test_merge_setting_saves_a_full_model(tiny_model: Path, tiny_world: Path, tmp_path: Path) -> None:
     import torch
 
-    from vila2.model import is_adapter, load
-    from vila2.train import finetune_lora
+    from vila2.models.checkpoint import is_adapter, load
+    from vila2.training.trainer import finetune_lora
 
     out = finetune_lora(tiny_model, tiny_world / "spatial", tmp_path / "merged", {**SETTINGS, "merge": True})
     assert (out / "model.safetensors").is_file() and not is_adapter(out)
@@ -102,7 +102,7 @@ def test_merge_setting_saves_a_full_model(tiny_model: Path, tiny_world: Path, tm
 
 
 def test_unknown_settings_are_named(tiny_model: Path, tiny_world: Path, tmp_path: Path) -> None:
-    from vila2.train import TrainError, finetune_lora
+    from vila2.training.trainer import TrainError, finetune_lora
 
     with pytest.raises(TrainError, match="rank: Extra inputs"):
         finetune_lora(tiny_model, tiny_world / "spatial", tmp_path / "x", {"rank": 4})
@@ -111,7 +111,7 @@ def test_unknown_settings_are_named(tiny_model: Path, tiny_world: Path, tmp_path
 def test_builtin_hook_and_cli(tiny_model: Path, tiny_world: Path, tmp_path: Path, plugin_registered,
                               fresh_host, capsys: pytest.CaptureFixture[str]) -> None:
     from vila2.cli import main
-    from vila2.model import is_adapter
+    from vila2.models.checkpoint import is_adapter
 
     plugin_registered(SpatialPlugin(), name="spatial-test-plugin")
     specialist = fresh_host.get("specialist", "spatial-test")
@@ -133,9 +133,9 @@ def test_builtin_hook_and_cli(tiny_model: Path, tiny_world: Path, tmp_path: Path
 
 @pytest.mark.parametrize("preset", ["llava-tiny", "qwen2vl-tiny", "idefics3-tiny"])
 def test_default_targets_are_the_decoder_linears_of_every_architecture(preset: str, tmp_path: Path) -> None:
-    from vila2.adapters import LoraSettings, apply_lora
-    from vila2.model import load
-    from vila2.presets import build
+    from vila2.models.checkpoint import load
+    from vila2.models.lora import LoraSettings, apply_lora
+    from vila2.models.presets import build
 
     model, _ = load(build(preset, tmp_path / preset, texts=["a red circle left of a blue square"] * 4))
     wrapped = apply_lora(model, LoraSettings(r=2))

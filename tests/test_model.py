@@ -1,4 +1,4 @@
-"""vila2.model: load/save any image-text-to-text folder, chat prompts, provenance hashes."""
+"""vila2.models.checkpoint: load/save any image-text-to-text folder, chat prompts, provenance hashes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ TEXTS = ["a red circle left of a blue square", "a green star above a yellow cros
 
 @pytest.fixture(scope="module")
 def llava(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vila2.presets import build
+    from vila2.models.presets import build
 
     return build("llava-tiny", tmp_path_factory.mktemp("model") / "llava", texts=TEXTS, seed=0)
 
@@ -21,7 +21,7 @@ def llava(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_load_defaults_cpu_float32_sdpa(llava: Path) -> None:
     import torch
 
-    from vila2.model import load
+    from vila2.models.checkpoint import load
 
     model, processor = load(llava)
     assert next(model.parameters()).dtype == torch.float32
@@ -35,7 +35,7 @@ def test_load_defaults_cpu_float32_sdpa(llava: Path) -> None:
 def test_default_attn_implementation_without_gpu() -> None:
     import torch
 
-    from vila2.model import default_attn_implementation
+    from vila2.models.checkpoint import default_attn_implementation
 
     if not torch.cuda.is_available():
         assert default_attn_implementation(torch.bfloat16) == "sdpa"
@@ -45,7 +45,7 @@ def test_default_attn_implementation_without_gpu() -> None:
 def test_save_load_round_trip(llava: Path, tmp_path: Path) -> None:
     import torch
 
-    from vila2.model import load, save
+    from vila2.models.checkpoint import load, save
 
     model, processor = load(llava)
     with torch.no_grad():
@@ -59,7 +59,7 @@ def test_save_load_round_trip(llava: Path, tmp_path: Path) -> None:
 
 
 def test_chat_prompt_uses_the_processor_template(llava: Path) -> None:
-    from vila2.model import chat_prompt, load
+    from vila2.models.checkpoint import chat_prompt, load
 
     _, processor = load(llava)
     prompt = chat_prompt(processor, "<image>\nWhat is this?")
@@ -68,7 +68,7 @@ def test_chat_prompt_uses_the_processor_template(llava: Path) -> None:
 
 
 def test_pickled_weights_are_refused(llava: Path, tmp_path: Path) -> None:
-    from vila2.model import load
+    from vila2.models.checkpoint import load
 
     folder = tmp_path / "pickled"
     shutil.copytree(llava, folder)
@@ -79,7 +79,7 @@ def test_pickled_weights_are_refused(llava: Path, tmp_path: Path) -> None:
 
 
 def test_missing_and_non_model_folders(llava: Path, tmp_path: Path) -> None:
-    from vila2.model import load
+    from vila2.models.checkpoint import load
 
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load(tmp_path / "nowhere")
@@ -92,7 +92,7 @@ def test_missing_and_non_model_folders(llava: Path, tmp_path: Path) -> None:
 def test_model_hash_follows_the_weights_not_the_place(llava: Path, tmp_path: Path) -> None:
     import torch
 
-    from vila2.model import load, model_hash, save
+    from vila2.models.checkpoint import load, model_hash, save
 
     copy = tmp_path / "copy"
     shutil.copytree(llava, copy)
@@ -105,7 +105,7 @@ def test_model_hash_follows_the_weights_not_the_place(llava: Path, tmp_path: Pat
 
 
 def test_adapter_folders_can_be_refused(tmp_path: Path) -> None:
-    from vila2.model import load
+    from vila2.models.checkpoint import load
 
     (tmp_path / "adapter_config.json").write_text('{"base_model_name_or_path": "x"}')
     with pytest.raises(ValueError, match="adapter folder, but a full model is required"):

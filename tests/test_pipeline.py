@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 import vila2
-from vila2.pipeline import Pipeline, mean_words, saturated
-from vila2.recipe import RecipeError, parse_recipe
+from vila2.pipeline.recipe import RecipeError, parse_recipe
+from vila2.pipeline.run import Run, mean_words, saturated
 
 RECIPE = {
     "data": {"world": {"seed": 0, "size": "tiny"}},
@@ -21,10 +21,10 @@ RECIPE = {
 }
 
 
-def _pipeline(tmp_path: Path, **change: Any) -> Pipeline:
+def _pipeline(tmp_path: Path, **change: Any) -> Run:
     raw = copy.deepcopy(RECIPE)
     raw.update(change)
-    return Pipeline(parse_recipe(raw, source="r.yaml", base_dir=tmp_path), tmp_path / "run", log=lambda _: None)
+    return Run(parse_recipe(raw, source="r.yaml", base_dir=tmp_path), tmp_path / "run", log=lambda _: None)
 
 
 def test_saturation_rule() -> None:
@@ -119,8 +119,8 @@ TINY_RUN = {
 def test_tiny_run_resumes_refuses_changes_and_reruns_them(
     fresh_host: Any, plugin_registered: Any, tmp_path: Path
 ) -> None:
-    from vila2.pipeline import run_recipe
-    from vila2.steps import StepChanged
+    from vila2.pipeline.loop import run_recipe
+    from vila2.pipeline.steps import StepChanged
 
     recorder = _Recorder()
     plugin_registered(recorder, name="recorder")

@@ -175,6 +175,37 @@ def test_register_validates_and_stamps(fresh_host, plugin_registered):
         fresh_host.find_evaluator("nope")
 
 
+def test_register_hook_as_a_pluggy_wrapper_registers(fresh_host, plugin_registered):
+    """Contribution hooks are called through pluggy, so a ``wrapper=True`` implementation works."""
+
+    class Wrapping:
+        @vila2.hookimpl(wrapper=True)
+        def register_filters(self, register):
+            register(vila2.Filter("wrapped", check=lambda sample, text: True))
+            return (yield)
+
+    plugin_registered(Wrapping(), name="wrapping-plugin")
+    assert fresh_host.get("filter", "wrapped").plugin == "wrapping-plugin"
+
+
+def test_components_are_collected_in_registration_order(fresh_host, plugin_registered):
+    """The first-registered plugin's 'any benchmark' evaluator is the fallback, as documented."""
+
+    def plugin(name):
+        class Plugin:
+            @vila2.hookimpl
+            def register_evaluators(self, register):
+                register(vila2.Evaluator(name, run=lambda model, benchmark, **kw: None))
+
+        return Plugin()
+
+    plugin_registered(plugin("first"), name="first-plugin")
+    plugin_registered(plugin("second"), name="second-plugin")
+    mine = [n for n in fresh_host.evaluators() if n in {"first", "second"}]
+    assert mine == ["first", "second"]
+    assert fresh_host.find_evaluator("anything-else", "builtin").name == "first"
+
+
 def test_wrong_component_type_names_the_plugin(fresh_host, plugin_registered):
     class Plugin:
         @vila2.hookimpl
@@ -292,3 +323,18 @@ def test_register_commands_hook_adds_a_subcommand(tmp_path):
     result = run_cli("--plugin", str(plugin), "hello")
     assert result.returncode == 0, result.stderr
     assert "hello from a plugin" in result.stdout
+
+
+def test_progress_bars_in_a_log_update_every_few_seconds(tmp_path):
+    """Written to a file, a bar of 2,000 quick steps is a few frames, not one per step."""
+    import subprocess
+    import sys
+
+    code = ("import time; from vila2.cli import quiet_progress_in_logs; quiet_progress_in_logs(); "
+            "from tqdm import tqdm\nfor _ in tqdm(range(2000)): time.sleep(0.0005)")
+    log = tmp_path / "log.txt"
+    with open(log, "w") as handle:
+        subprocess.run([sys.executable, "-c", code], stderr=handle, check=True,
+                       env={k: v for k, v in __import__("os").environ.items() if k != "TQDM_MININTERVAL"})
+    frames = log.read_bytes().count(b"\r")
+    assert 1 <= frames <= 5, frames

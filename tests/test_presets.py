@@ -16,7 +16,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def presets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from vila2.presets import PRESETS, build
+    from vila2.models.presets import PRESETS, build
 
     root = tmp_path_factory.mktemp("presets")
     return {name: build(name, root / name, texts=TEXTS, seed=0) for name in PRESETS}
@@ -58,7 +58,7 @@ def test_preset_is_a_standard_hf_folder(presets: dict[str, Path], name: str) -> 
 
 
 def test_preset_is_tiny_and_tokenizer_learned_the_texts(presets: dict[str, Path]) -> None:
-    from vila2.model import load
+    from vila2.models.checkpoint import load
 
     model, processor = load(presets["llava-tiny"])
     assert sum(p.numel() for p in model.parameters()) < 2_000_000
@@ -70,8 +70,8 @@ def test_preset_is_tiny_and_tokenizer_learned_the_texts(presets: dict[str, Path]
 
 
 def test_same_seed_same_model_other_seed_other_weights(tmp_path: Path, presets: dict[str, Path]) -> None:
-    from vila2.model import model_hash
-    from vila2.presets import build
+    from vila2.models.checkpoint import model_hash
+    from vila2.models.presets import build
 
     again = build("llava-tiny", tmp_path / "again", texts=TEXTS, seed=0)
     other = build("llava-tiny", tmp_path / "other", texts=TEXTS, seed=1)
@@ -82,7 +82,7 @@ def test_same_seed_same_model_other_seed_other_weights(tmp_path: Path, presets: 
 def test_size_overrides(tmp_path: Path) -> None:
     from transformers import AutoConfig
 
-    from vila2.presets import build
+    from vila2.models.presets import build
 
     folder = build("llava-tiny", tmp_path / "m", texts=TEXTS, hidden_size=64, num_layers=1, num_heads=2,
                    num_kv_heads=2, vision_layers=1)
@@ -92,7 +92,7 @@ def test_size_overrides(tmp_path: Path) -> None:
 
 
 def test_bad_requests_are_named(tmp_path: Path) -> None:
-    from vila2.presets import build
+    from vila2.models.presets import build
 
     with pytest.raises(ValueError, match="unknown preset 'llava-huge'"):
         build("llava-huge", tmp_path / "a", texts=TEXTS)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from vila2.prompts import (
+from vila2.captioning.prompts import (
     BRIEF_PROMPTS,
     LONG_PROMPTS,
     choose_prompt,
@@ -67,7 +67,7 @@ def test_choice_is_spread_over_the_set_and_depends_on_seed() -> None:
 
 def test_choice_is_the_same_in_another_process_with_another_hash_seed() -> None:
     code = (
-        "from vila2.prompts import LONG_PROMPTS, choose_prompt;"
+        "from vila2.captioning.prompts import LONG_PROMPTS, choose_prompt;"
         "print([LONG_PROMPTS.index(choose_prompt(LONG_PROMPTS, f'id{i}')) for i in range(50)])"
     )
     runs = [

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vila2.recipe import Recipe, RecipeError, load_recipe, packaged_recipe, parse_recipe
+from vila2.pipeline.recipe import Recipe, RecipeError, load_recipe, packaged_recipe, parse_recipe
 
 MINIMAL = {
     "data": {"world": {"seed": 1, "size": "tiny"}},

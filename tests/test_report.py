@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from vila2.report import (
+from vila2.pipeline.report import (
     collect,
     hallucination_metric,
     markdown_table,

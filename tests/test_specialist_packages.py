@@ -79,15 +79,15 @@ def fresh_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # names given), as its pre-flight check resolves them.
 _RUN_SPECIALISTS = """
 import sys, tempfile
-from vila2.pipeline import Pipeline
-from vila2.recipe import load_recipe, packaged_recipe
+from vila2.pipeline.run import Run
+from vila2.pipeline.recipe import load_recipe, packaged_recipe
 
 recipe = load_recipe(packaged_recipe("demo-quick"))
 if sys.argv[1:]:
     names = recipe.specialists.model_copy(update={"names": sys.argv[1:]})
     recipe = recipe.model_copy(update={"specialists": names})
 with tempfile.TemporaryDirectory() as out:
-    print(",".join(s.name for s in Pipeline(recipe, out, log=lambda _: None).check()))
+    print(",".join(s.name for s in Run(recipe, out, log=lambda _: None).check()))
 """
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vila2.steps import RunFolder, StepChanged, fingerprint
+from vila2.pipeline.steps import RunFolder, StepChanged, fingerprint
 
 
 def _writer(calls: list[str], name: str, value: int):

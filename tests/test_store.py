@@ -142,15 +142,28 @@ def test_missing_layer_shard_is_an_error_naming_it(tmp_path: Path) -> None:
     assert [s["half"] for s in ds.iter_samples(shards=["00000"], layers=["half"])] == ["s0", "s1"]
 
 
-def test_model_hash_is_computed_from_a_local_folder(tmp_path: Path) -> None:
-    ds = make(tmp_path, n=1)
-    model = tmp_path / "model"
+def test_provenance_records_a_local_model_relative_to_the_dataset(tmp_path: Path) -> None:
+    """A run folder that is moved or copied still points at its own models: a local model folder
+    is stored relative to the dataset, next to the hash the caller computed."""
+    import shutil
+
+    from vila2.models import model_hash
+
+    run = tmp_path / "run"
+    ds = make(run, n=1)
+    model = run / "model"
     model.mkdir()
     (model / "config.json").write_text("{}")
-    first = ds.create_layer("a", producer="x", model=str(model)).info["model_hash"]
-    (model / "config.json").write_text('{"changed": 1}')
-    second = ds.create_layer("b", producer="x", model=str(model)).info["model_hash"]
-    assert len(first) == 16 and first != second
+    info = ds.create_layer("a", producer="x", model=str(model.resolve()), model_hash=model_hash(model)).info
+    assert not Path(info["model"]).is_absolute()
+    assert (ds.path / info["model"]).resolve() == model.resolve()
+    assert info["model_hash"] == model_hash(model) and len(info["model_hash"]) == 16
+    moved = tmp_path / "moved"
+    shutil.move(str(run), moved)
+    again = Dataset.open(moved / ds.path.relative_to(run)).layer("a").info
+    assert (moved / ds.path.relative_to(run) / again["model"]).resolve() == (moved / "model").resolve()
+    (moved / "model" / "config.json").write_text('{"changed": 1}')
+    assert model_hash(moved / "model") != info["model_hash"]
 
 
 def test_ranks_split_shards_and_resume(tmp_path: Path) -> None:

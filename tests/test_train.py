@@ -1,4 +1,4 @@
-"""vila2.train: stages, loss on answers only, every tiny architecture, resume, CLI."""
+"""vila2.training.trainer: stages, loss on answers only, every tiny architecture, resume, CLI."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vila2.train import TrainConfig, TrainError, train
+from vila2.training.trainer import TrainConfig, TrainError, train
 
 
 def _sft(world: Path) -> list[dict]:
@@ -37,7 +37,7 @@ def _losses(out: Path) -> list[float]:
 
 @pytest.fixture(scope="module")
 def arch_models(tmp_path_factory: pytest.TempPathFactory, tiny_world: Path, tiny_model: Path) -> dict[str, Path]:
-    from vila2.presets import build
+    from vila2.models.presets import build
     from vila2.world import world_texts
 
     root = tmp_path_factory.mktemp("arch")
@@ -47,9 +47,9 @@ def arch_models(tmp_path_factory: pytest.TempPathFactory, tiny_world: Path, tiny
 
 
 def test_labels_cover_answers_only(tiny_model: Path, tiny_world: Path) -> None:
-    from vila2.collate import IGNORE_INDEX, ExampleEncoder, collate
     from vila2.data.mixture import build_examples
-    from vila2.model import load
+    from vila2.models.checkpoint import load
+    from vila2.training.collate import IGNORE_INDEX, ExampleEncoder, collate
 
     _, processor = load(tiny_model)
     tokenizer = processor.tokenizer
@@ -74,9 +74,9 @@ def test_labels_cover_answers_only(tiny_model: Path, tiny_world: Path) -> None:
 
 
 def test_prompt_longer_than_max_length_is_named(tiny_model: Path, tiny_world: Path) -> None:
-    from vila2.collate import EncodingError, ExampleEncoder
     from vila2.data.mixture import build_examples
-    from vila2.model import load
+    from vila2.models.checkpoint import load
+    from vila2.training.collate import EncodingError, ExampleEncoder
 
     _, processor = load(tiny_model)
     example = build_examples(_sft(tiny_world))[0]
@@ -89,8 +89,8 @@ def test_each_architecture_learns_and_round_trips(arch: str, arch_models: dict[s
                                                   tmp_path: Path) -> None:
     import torch
 
-    from vila2.model import chat_prompt, load
-    from vila2.stages import part_of
+    from vila2.models.checkpoint import chat_prompt, load
+    from vila2.training.stages import part_of
 
     start = arch_models[arch]
     out = train(_config(start, tmp_path / "out", tiny_world, max_steps=8))
@@ -114,7 +114,7 @@ def test_each_architecture_learns_and_round_trips(arch: str, arch_models: dict[s
 def test_cosine_schedule_warms_up_then_decays_to_zero() -> None:
     import torch
 
-    from vila2.train import cosine_schedule
+    from vila2.training.trainer import cosine_schedule
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     scheduler = cosine_schedule(optimizer, warmup=2, total=10)
@@ -131,7 +131,7 @@ def test_cosine_schedule_warms_up_then_decays_to_zero() -> None:
 def test_align_trains_only_the_projector(tiny_model: Path, tiny_world: Path, tmp_path: Path) -> None:
     import torch
 
-    from vila2.stages import part_of
+    from vila2.training.stages import part_of
 
     out = train(_config(tiny_model, tmp_path / "align", tiny_world, stage="align", max_steps=2,
                         mixture=_alt(tiny_world), batch_size=4, max_length=64))

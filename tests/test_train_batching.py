@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vila2.batching import LengthGroupedBatches, padding_ratio
+from vila2.training.batching import LengthGroupedBatches, padding_ratio
 
 
 @given(lengths=st.lists(st.integers(1, 300), min_size=1, max_size=200), size=st.integers(1, 17),

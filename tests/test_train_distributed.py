@@ -23,7 +23,7 @@ def test_two_processes_train_the_same_model_shape(tiny_model: Path, tiny_world: 
     import yaml
     from safetensors.torch import load_file
 
-    from vila2.train import train
+    from vila2.training.trainer import train
 
     settings = {
         "model": str(tiny_model),

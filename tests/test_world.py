@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from vila2.captioning.prompts import LONG_PROMPTS
 from vila2.data import Dataset
-from vila2.prompts import LONG_PROMPTS
 from vila2.world import SIZES, resolve_size, world_texts, write_world
 from vila2.world.conversations import DETAIL_PROMPTS, GROUNDING_PROMPT, OCR_PROMPT, SPATIAL_PROMPT
 from vila2.world.scene import scene_seed

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -56,6 +57,16 @@ class LazyGroup(click.Group):
         module = importlib.import_module(f"vila2.commands.{COMMANDS[cmd_name]}")
         return module.command
 
+    def invoke(self, ctx: click.Context) -> object:
+        # every error a user can fix names its file, key, sample, step or plugin: print that one
+        # line, here, so every command (and click's test runner) handles them the same way
+        from vila2.errors import Vila2Error
+
+        try:
+            return super().invoke(ctx)
+        except Vila2Error as exc:
+            raise click.ClickException(str(exc)) from None
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vila2")
@@ -88,6 +99,18 @@ def no_space(exc: BaseException) -> str | None:
     return None
 
 
+def quiet_progress_in_logs(seconds: float = 5.0) -> None:
+    """Progress bars written to a file or a pipe update every ``seconds`` instead of every step.
+
+    On a terminal a bar redraws in place; in a log each redraw is a frame of its own (a
+    1,200-step stage wrote ~2,400 of them). tqdm reads ``TQDM_MININTERVAL`` from the
+    environment, so one setting covers every bar, child processes included, and a user's own
+    value wins.
+    """
+    if not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_MININTERVAL", str(seconds))
+
+
 def _plugin_files(argv: Sequence[str]) -> list[str]:
     files: list[str] = []
     for i, arg in enumerate(argv):
@@ -100,9 +123,11 @@ def _plugin_files(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``vila2`` console script and ``python -m vila2``."""
-    from vila2.plugins import PluginError, get_host
+    from vila2.errors import PluginError, Vila2Error
+    from vila2.plugins import get_host
 
     args = list(sys.argv[1:] if argv is None else argv)
+    quiet_progress_in_logs()
     try:
         host = get_host()
         for file in _plugin_files(args):
@@ -117,9 +142,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except PluginError as exc:
+    except Vila2Error as exc:
+        # every error a user can fix names its file, key, sample, step or plugin: one line is enough
         click.echo(f"Error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(2 if isinstance(exc, PluginError) else 1)
     except Exception as exc:
         full = no_space(exc)
         if full is None:

@@ -12,12 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from vila2.errors import ComponentError
+
 # names become folder names of a run (``specialists/<name>/...``), split at dots: no empty part
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)*$")
 
-
-class ComponentError(ValueError):
-    """A component is malformed, or collides with another one."""
 
 
 class CaptionFn(Protocol):
@@ -90,7 +89,7 @@ class Filter:
 
 @dataclass(frozen=True)
 class Specialist:
-    """A domain expert fine-tuned from the self-augmented model (DESIGN §1, specialist-augment).
+    """A domain expert fine-tuned from the self-augmented model (docs/METHOD.md, specialist-augment).
 
     * ``prepare_data(source, world, out_dir) -> str``: returns a vila2 dataset folder whose
       ``conversations`` layer holds the domain SFT conversations. ``source`` is the recipe's data
@@ -155,9 +154,6 @@ class Evaluator:
     description: str = ""
     settings: Mapping[str, Any] = field(default_factory=dict)
     plugin: str | None = None
-
-    def handles(self, benchmark: str, backend: str) -> bool:
-        return self.backend == backend and (self.benchmarks is None or benchmark in self.benchmarks)
 
 
 Component = Captioner | Filter | Specialist | Evaluator

@@ -44,7 +44,7 @@ def question_and_reference(text: str | None, where: str) -> tuple[str, str]:
 
 def _answerer(model: Any, batch_size: int, max_new_tokens: int) -> AnswerFn:
     if isinstance(model, (str, os.PathLike, tuple)):
-        from vila2.generate import Generator
+        from vila2.models.generation import Generator
 
         return Generator(model, batch_size=batch_size, max_new_tokens=max_new_tokens)
     if callable(model):
@@ -80,7 +80,7 @@ def evaluate_conversations(
     """Ask every sample's question, score each answer, and average the scores.
 
     ``model`` is a model folder (or a loaded ``(model, processor)`` pair) answered greedily by
-    :class:`vila2.generate.Generator`, or any ``fn(images, prompts) -> answers``.
+    :class:`vila2.models.generation.Generator`, or any ``fn(images, prompts) -> answers``.
     ``score(prediction, reference, sample)`` returns metrics for one answer; ``sample`` is the
     store's record with the ``truth`` layer when the dataset has one. ``primary`` names the
     headline metric (default: the first one ``score`` returns). With ``out_dir``, every sample's

@@ -81,7 +81,7 @@ def finetune_specialist(
     specialist: Any, base_model: str, data: str, out_dir: str, settings: dict[str, Any]
 ) -> str | None:
     """Fine-tune ``specialist`` from ``base_model`` on the dataset folder ``data``; return the
-    folder of a model that ``vila2.model.load`` opens (a PEFT adapter folder or a full model).
+    folder of a model that ``vila2.models.checkpoint.load`` opens (a PEFT adapter folder or a full model).
 
     The first non-``None`` answer wins; the built-in answer is LoRA with peft. A plugin returns
     ``None`` to decline (for example, for specialists it does not handle).

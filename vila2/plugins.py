@@ -21,7 +21,6 @@ import os
 import pkgutil
 import sys
 import traceback
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,14 +37,12 @@ from vila2.components import (
     Specialist,
     validate,
 )
+from vila2.errors import PluginError
 
 ENTRY_POINT_GROUP = PROJECT
 BUILTIN_PACKAGE = "vila2.default_plugins"
 _CONTRIBUTION_HOOKS = {f"register_{kind}s": kind for kind in KINDS}
 
-
-class PluginError(RuntimeError):
-    """A plugin could not be loaded or used; the message names the plugin."""
 
 
 @dataclass
@@ -245,8 +242,10 @@ class Host:
             info.components = {}
         for hook_name, kind in _CONTRIBUTION_HOOKS.items():
             caller = getattr(self.pm.hook, hook_name)
-            for impl in reversed(caller.get_hookimpls()):  # registration order
-                plugin_name = impl.plugin_name
+            # pluggy keeps implementations in registration order (it calls them in reverse); one
+            # plugin's implementations are called through pluggy, so wrappers work as anywhere
+            plugins = list(dict.fromkeys(impl.plugin_name for impl in caller.get_hookimpls()))
+            for plugin_name in plugins:
                 info = self.infos.get(plugin_name)
                 if info is not None and info.status != "loaded":
                     continue
@@ -256,8 +255,9 @@ class Host:
                              _staged: list[Any] = staged) -> None:
                     _staged.append(validate(component, _kind, _plugin))
 
+                others = [p for name, p in self.pm.list_name_plugin() if name != plugin_name]
                 try:
-                    impl.function(register=register)
+                    self.pm.subset_hook_caller(hook_name, remove_plugins=others)(register=register)
                     for component in staged:
                         other = found[kind].get(component.name)
                         if other is not None:
@@ -356,18 +356,11 @@ def set_host(host: Host | None) -> Host | None:
     return previous
 
 
-def load_files(paths: Iterable[str | os.PathLike[str]], host: Host | None = None) -> list[str]:
-    """Load one-file plugins (``--plugin`` or a recipe's ``plugins:``)."""
-    host = host or get_host()
-    return [host.load_file(p) for p in paths]
-
-
 __all__ = [
     "ENTRY_POINT_GROUP",
     "Host",
     "PluginError",
     "PluginInfo",
     "get_host",
-    "load_files",
     "set_host",
 ]

@@ -67,7 +67,7 @@ def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_world: Path) -> Path:
     """A random tiny LLaVA-style model (tokenizer trained on the tiny world), saved as an ordinary
     HF folder, so it loads through the same path as a real checkpoint."""
-    from vila2.presets import build
+    from vila2.models.presets import build
     from vila2.world import world_texts
 
     return build("llava-tiny", tmp_path_factory.mktemp("models") / "llava-tiny",

@@ -2,7 +2,7 @@
 
 Benchmarks interleave images and text: MMMU's ``"... <image> ... (A) <image>"`` carries one
 ``<image>`` per image, in order. A request whose single image sits where the chat template puts it
-anyway (no marker, or one at the start or end) goes through :class:`vila2.generate.Generator`;
+anyway (no marker, or one at the start or end) goes through :class:`vila2.models.generation.Generator`;
 any other request is laid out item by item in the model's chat template (text, image, text...),
 so each image lands at its own marker. Both paths batch requests of similar length.
 """
@@ -55,7 +55,7 @@ class Answerer:
 
     def __init__(self, model: str | os.PathLike[str], *, batch_size: int = 8, device: Any = None,
                  dtype: Any = None) -> None:
-        from vila2.model import load
+        from vila2.models.checkpoint import load
 
         if device is None:
             import torch
@@ -66,10 +66,10 @@ class Answerer:
         self._generators: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def generator(self, max_new_tokens: int, stop: Sequence[str]) -> Any:
-        """The :class:`vila2.generate.Generator` for one set of generation settings (cached)."""
+        """The :class:`vila2.models.generation.Generator` for one set of generation settings (cached)."""
         key = (max_new_tokens, tuple(stop))
         if key not in self._generators:
-            from vila2.generate import Generator
+            from vila2.models.generation import Generator
 
             self._generators[key] = Generator((self.model, self.processor), batch_size=self.batch_size,
                                               max_new_tokens=max_new_tokens, stop=stop)
@@ -96,8 +96,8 @@ class Answerer:
         """Answer requests laid out item by item in the chat template, batched by length."""
         import torch
 
-        from vila2.generate import cut_at_stop, length_buckets
-        from vila2.model import apply_template
+        from vila2.models.checkpoint import apply_template
+        from vila2.models.generation import cut_at_stop, length_buckets
 
         texts = [apply_template(self.processor, interleaved_messages(imgs, prompt), add_generation_prompt=True)
                  for imgs, prompt in requests]

@@ -3,7 +3,7 @@
 * Model: lm-eval's own ``hf-multimodal`` when the folder is a stock Hugging Face checkpoint it can
   drive (a config with an image token and a processor with a chat template), otherwise vila2's
   ``vila2`` lm-eval model (:mod:`vila2_evals.lmeval_model`: PEFT adapters, anything
-  ``vila2.model.load`` opens). ``settings["lm_eval_model"]`` picks any registered lm-eval model
+  ``vila2.models.checkpoint.load`` opens). ``settings["lm_eval_model"]`` picks any registered lm-eval model
   (``vllm-vlm``...), ``settings["model_args"]`` adds to its arguments.
 * ``mmmu``: lm-eval's MMMU task (its ``_template_yaml``: prompt, images, generation settings and
   ``process_results``) pointed at a local Parquet file in MMMU's schema (``data``, or the world's);

@@ -1,10 +1,10 @@
-"""``vila2``: an lm-eval model for any folder ``vila2.model.load`` opens (PEFT adapters included).
+"""``vila2``: an lm-eval model for any folder ``vila2.models.checkpoint.load`` opens (PEFT adapters included).
 
 Importing this module registers it with lm-eval, so ``lm_eval --model vila2 --model_args
 pretrained=runs/round1/model --tasks mmmu_val`` works once ``vila2_evals.lmeval_model`` is
 imported. Images come from each request's ``visual`` argument, one per ``<image>`` in the prompt,
 and the model's own chat template lays them out (so run it without ``--apply_chat_template``).
-Generation is greedy through :class:`vila2_evals.answerer.Answerer` (``vila2.generate.Generator``),
+Generation is greedy through :class:`vila2_evals.answerer.Answerer` (``vila2.models.generation.Generator``),
 honouring each task's ``until`` and ``max_gen_toks``. Only ``generate_until`` tasks are supported.
 """
 

@@ -27,7 +27,7 @@ def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_world: Path) -> Path:
     """A random tiny LLaVA-style model saved as an ordinary HF folder."""
-    from vila2.presets import build
+    from vila2.models.presets import build
     from vila2.world import world_texts
 
     out = tmp_path_factory.mktemp("models") / "llava-tiny"

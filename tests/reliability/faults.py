@@ -26,8 +26,8 @@ from typing import Any
 import accelerate
 import transformers
 
-import vila2.generate
-import vila2.steps
+import vila2.models.generation
+import vila2.pipeline.steps
 from vila2.data import atomic
 
 SPEC = os.environ.get("VILA2_FAULT", "")
@@ -117,9 +117,9 @@ def _generate(original: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-_wrap(vila2.steps.RunFolder, "run", _step_run)
+_wrap(vila2.pipeline.steps.RunFolder, "run", _step_run)
 _wrap(atomic, "commit", _commit)
 _wrap(accelerate.Accelerator, "backward", _backward)
 _wrap(accelerate.Accelerator, "save_state", _save_state)
 _wrap(transformers.PreTrainedModel, "save_pretrained", _save_pretrained)
-_wrap(vila2.generate.Generator, "__call__", _generate)
+_wrap(vila2.models.generation.Generator, "__call__", _generate)

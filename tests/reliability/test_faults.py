@@ -107,6 +107,31 @@ def test_killed_and_disk_full_runs_resume_to_the_uninterrupted_result(
 
 
 @pytest.mark.slow
+def test_killed_training_step_resumes_from_its_last_checkpoint(
+    tiny_model: Path, tmp_path: Path, tally: Any
+) -> None:
+    """A `vila2 run` killed mid-training resumes that step from its checkpoint, not from step 0,
+    and ends with the weights of an uninterrupted run."""
+    settings = {"training": {"batch_size": 8, "max_length": 96, "lr": 2.0e-3, "save_every": 2,
+                             "stages": [{"name": "sft", "data": ["captions", "sft"], "steps": 6}]},
+                "self_augment": {"rounds": 0}, "evaluators": [{"name": "vqa", "limit": 2}]}
+    recipe = write_recipe(tmp_path, quick_recipe(tiny_model, **settings))
+    clean = _run(recipe, tmp_path / "clean")
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    killed = _run(recipe, tmp_path / "run", fault="round0.train:backward:5")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    resumed = _run(recipe, tmp_path / "run")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming at step 4" in resumed.stdout + resumed.stderr
+    weights = sorted((tmp_path / "clean" / "round0" / "train").rglob("model.safetensors"))
+    assert weights
+    for file in weights:
+        assert _sha(file) == _sha(tmp_path / "run" / file.relative_to(tmp_path / "clean"))
+    tally("SIGKILL mid-training in a `vila2 run`", 1, "the step resumed at its checkpoint (step 4 of 6); "
+          "weights equal", 0)
+
+
+@pytest.mark.slow
 def test_half_written_training_checkpoint_is_never_loaded(
     tiny_model: Path, tiny_world: Path, tmp_path: Path, tally: Any
 ) -> None:
@@ -114,7 +139,7 @@ def test_half_written_training_checkpoint_is_never_loaded(
     import yaml
     from safetensors.torch import load_file
 
-    from vila2.train import TrainConfig, train
+    from vila2.training.trainer import TrainConfig, train
 
     settings = {"model": str(tiny_model), "max_steps": 6, "save_every": 2, "batch_size": 4, "max_length": 96,
                 "mixture": [{"dataset": str(tiny_world / "sft"), "layers": ["conversations"],
@@ -185,7 +210,7 @@ def test_full_disk_during_ingest_is_one_error_then_resumes(tmp_path: Path, tally
 def test_truncated_weights_are_named_never_loaded(tiny_model: Path, tmp_path: Path, tally: Any) -> None:
     import shutil
 
-    from vila2.model import load
+    from vila2.models.checkpoint import load
 
     cases = 0
     for cut in (8, 1000, (tiny_model / "model.safetensors").stat().st_size - 1):

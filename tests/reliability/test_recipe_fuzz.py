@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vila2.cli import cli
-from vila2.recipe import RecipeError, load_recipe
+from vila2.pipeline.recipe import RecipeError, load_recipe
 
 VALID: dict[str, Any] = {
     "name": "fuzz",
@@ -146,7 +146,7 @@ def bad_recipes(draw: st.DrawFn) -> tuple[dict[str, Any], str, str]:
 
 def _accepted(where: tuple[Any, ...]) -> set[str]:
     """Keys the strict mapping at ``where`` accepts (a fuzzed key must not be one of them)."""
-    from vila2.recipe import Recipe, _model_in
+    from vila2.pipeline.recipe import Recipe, _model_in
 
     model: Any = Recipe
     for part in where:

@@ -92,7 +92,7 @@ def remote_code_model(model: Path, folder: Path, marker: Path) -> Path:
 
 
 def test_remote_code_runs_only_when_asked(tiny_model: Path, tmp_path: Path, tally: Any) -> None:
-    from vila2.model import load
+    from vila2.models.checkpoint import load
 
     marker = tmp_path / "marker"
     folder = remote_code_model(tiny_model, tmp_path / "evil-model", marker)
@@ -101,7 +101,7 @@ def test_remote_code_runs_only_when_asked(tiny_model: Path, tmp_path: Path, tall
     assert not marker.exists()
 
     # asked for explicitly, the folder's code runs (in a child: its module cache is its own)
-    script = f"from vila2.model import load; load({str(folder)!r}, trust_remote_code=True)"
+    script = f"from vila2.models.checkpoint import load; load({str(folder)!r}, trust_remote_code=True)"
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules")}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -112,7 +112,7 @@ def test_remote_code_runs_only_when_asked(tiny_model: Path, tmp_path: Path, tall
 
 def test_a_recipe_cannot_silently_ask_for_remote_code() -> None:
     """``model.trust_remote_code: true`` is refused (not ignored) while `vila2 run` cannot honour it."""
-    from vila2.recipe import RecipeError, parse_recipe
+    from vila2.pipeline.recipe import RecipeError, parse_recipe
 
     recipe = {"data": {"world": {"size": "tiny"}}, "model": {"checkpoint": "m", "trust_remote_code": True},
               "training": {"stages": [{"name": "sft", "data": ["sft"]}]}, "evaluators": ["vqa"]}
@@ -127,7 +127,7 @@ def test_generation_settings_cannot_enable_remote_code(tiny_model: Path, tmp_pat
     run a folder's ``custom_generate/generate.py``."""
     from PIL import Image
 
-    from vila2.generate import Generator
+    from vila2.models.generation import Generator
 
     marker = tmp_path / "marker"
     (tmp_path / "repo" / "custom_generate").mkdir(parents=True)
@@ -154,7 +154,7 @@ def test_no_code_path_turns_remote_code_on_by_itself() -> None:
 
 # ---------------------------------------------------------------------------- pickles
 def test_pickled_weights_are_never_unpickled(tiny_model: Path, tmp_path: Path, tally: Any) -> None:
-    from vila2.model import load
+    from vila2.models.checkpoint import load
 
     marker = tmp_path / "marker"
     only_pickle = tmp_path / "only-pickle"
@@ -303,8 +303,8 @@ FOLDER_NAMES = ["../escaped", "/tmp/vila2-step-escape", "a/../../b", "..", "x\\.
 
 def test_recipe_names_cannot_leave_the_run_folder(tmp_path: Path, tally: Any) -> None:
     """A benchmark name becomes a step, and a step a folder of the run."""
-    from vila2.recipe import RecipeError, parse_recipe
-    from vila2.steps import RunFolder
+    from vila2.pipeline.recipe import RecipeError, parse_recipe
+    from vila2.pipeline.steps import RunFolder
 
     victim = tmp_path / "victim"
     victim.mkdir()
@@ -374,7 +374,7 @@ def test_image_bombs_are_refused_before_decoding(tmp_path: Path, tally: Any) -> 
 
 def test_a_bomb_inside_a_dataset_is_one_recorded_caption_error(fresh_host: Any, tmp_path: Path) -> None:
     """Stores written by other tools are not trusted either: loading applies the pixel limit."""
-    from vila2.caption import caption_dataset
+    from vila2.captioning.engine import caption_dataset
     from vila2.data import Dataset
 
     ds = Dataset.create(tmp_path / "ds")
@@ -406,7 +406,7 @@ TAGS = [
 
 
 def test_recipe_yaml_tags_never_run_code(tmp_path: Path, tally: Any) -> None:
-    from vila2.recipe import RecipeError, load_recipe
+    from vila2.pipeline.recipe import RecipeError, load_recipe
 
     marker = tmp_path / "marker"
     base = {"name": "name: x", "seed": "seed: 0", "model": "model: {preset: llava-tiny}",
@@ -429,8 +429,8 @@ def test_recipe_yaml_tags_never_run_code(tmp_path: Path, tally: Any) -> None:
 
 
 def test_recipe_loads_only_the_plugins_it_names(fresh_host: Any, tmp_path: Path) -> None:
-    from vila2.pipeline import Pipeline
-    from vila2.recipe import parse_recipe
+    from vila2.pipeline.recipe import parse_recipe
+    from vila2.pipeline.run import Run
 
     marker = tmp_path / "marker"
     (tmp_path / "named.py").write_text("import vila2\n\n@vila2.hookimpl\ndef register_filters(register):\n"
@@ -441,7 +441,7 @@ def test_recipe_loads_only_the_plugins_it_names(fresh_host: Any, tmp_path: Path)
                            "training": {"stages": [{"name": "sft", "data": ["sft"]}]},
                            "self_augment": {"filters": ["named"]}, "evaluators": ["vqa"]},
                           source="r.yaml", base_dir=tmp_path)
-    Pipeline(recipe, tmp_path / "run", log=lambda _: None).check()
+    Run(recipe, tmp_path / "run", log=lambda _: None).check()
     assert "named" in fresh_host.filters()
     assert not marker.exists()
     assert not any(name.endswith("bystander.py") for name in fresh_host.infos)

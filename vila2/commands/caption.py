@@ -67,7 +67,7 @@ def command(dataset: str, model: str | None, layer: str, captioner: str, prompts
 
     Runs on many processes with `accelerate launch -m vila2 caption ...`: each takes its shards.
     """
-    from vila2.caption import CaptionError, caption_dataset
+    from vila2.captioning.engine import CaptionError, caption_dataset
     from vila2.data import StoreError
     from vila2.distributed import process_state
 

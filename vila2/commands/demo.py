@@ -23,7 +23,7 @@ def command(out: Path | None, quick: bool, rerun_changed: bool) -> None:
     specialist rows follow what is installed (`vila2 plugins`). Rerunning resumes.
     """
     from vila2.commands.run import run_in_folder
-    from vila2.recipe import packaged_recipe
+    from vila2.pipeline.recipe import packaged_recipe
 
     name = "demo-quick" if quick else "demo"
     run_in_folder(packaged_recipe(name), out or Path(f"vila2-{name}"), rerun_changed=rerun_changed)

@@ -36,7 +36,7 @@ def command(specialist: str, model: str, out: str, data: str | None, world: str 
     """Prepare SPECIALIST's domain data and fine-tune it from --model.
 
     The specialist comes from a plugin; the fine-tune is the `finetune_specialist` hook
-    (built in: LoRA with peft). The result loads with `vila2.model.load`.
+    (built in: LoRA with peft). The result loads with `vila2.models.checkpoint.load`.
     """
     from vila2.plugins import get_host
 

@@ -11,7 +11,7 @@ from vila2.cli import plugin_option
 
 def resolve_recipe(recipe: str) -> Path:
     """A recipe file, or the name of a packaged recipe (``demo``, ``demo-quick``)."""
-    from vila2.recipe import RecipeError, packaged_recipe
+    from vila2.pipeline.recipe import RecipeError, packaged_recipe
 
     path = Path(recipe)
     if path.exists() or path.suffix in {".yaml", ".yml"} or "/" in recipe:
@@ -26,22 +26,18 @@ def run_in_folder(recipe_file: Path, out: Path, *, rerun_changed: bool) -> dict:
     """Load, check and run a recipe; user-fixable problems become one clear error line."""
     import time
 
-    from vila2.caption import CaptionError
-    from vila2.data import StoreError
-    from vila2.data.mixture import MixtureError
-    from vila2.pipeline import PipelineError, run_recipe
-    from vila2.recipe import RecipeError, load_recipe
-    from vila2.steps import StepChanged
-    from vila2.train import TrainError
+    from vila2.errors import RecipeError, StepChanged, Vila2Error
+    from vila2.pipeline.loop import run_recipe
+    from vila2.pipeline.recipe import load_recipe
 
     started = time.perf_counter()
+    recipe = load_recipe(recipe_file)  # a bad recipe is one line from the entry point
+    click.echo(f"vila2 run: recipe {recipe_file} -> {out}")
     try:
-        recipe = load_recipe(recipe_file)
-        click.echo(f"vila2 run: recipe {recipe_file} -> {out}")
         results = run_recipe(recipe, out, rerun_changed=rerun_changed, log=click.echo)
-    except (RecipeError, StepChanged) as exc:
-        raise click.ClickException(str(exc)) from None
-    except (PipelineError, StoreError, MixtureError, CaptionError, TrainError) as exc:
+    except (RecipeError, StepChanged):
+        raise
+    except Vila2Error as exc:
         # the failed step is already named in the log; finished steps are kept for a rerun
         raise click.ClickException(f"{exc}\nFix the cause and rerun the same command to resume.") from None
     click.echo(f"finished in {time.perf_counter() - started:.0f} s")

@@ -35,7 +35,7 @@ def command(config: Path, out: str | None, model: str | None, max_steps: int | N
     settings resumes from the last checkpoint. Runs on many processes with
     `accelerate launch -m vila2 train CONFIG`.
     """
-    from vila2.train import TrainConfig, TrainError, train
+    from vila2.training.trainer import TrainConfig, TrainError, train
 
     values = read_config(config)
     overrides = {"out": out, "model": model, "max_steps": max_steps}

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from vila2.data.errors import BadImage, StoreError
 from vila2.data.image import DEFAULT_MAX_PIXELS
 from vila2.data.layer import LAYER_KINDS, Layer, LayerWriter
 from vila2.data.shards import shard_for_rank
 from vila2.data.store import Dataset, ImageWriter
+from vila2.errors import BadImage, StoreError
 
 _LAZY = {
     "ingest": "vila2.data.ingester",

@@ -11,8 +11,8 @@ LAYER = "conversations"
 
 def checked_conversations(folder: Path, domain: str) -> str:
     """``folder`` if it is a dataset with a finished, non-empty ``conversations`` layer."""
-    from vila2.data.errors import StoreError
     from vila2.data.store import Dataset
+    from vila2.errors import StoreError
 
     dataset = Dataset.open(folder)
     if LAYER not in dataset.layers():
@@ -29,8 +29,8 @@ def checked_conversations(folder: Path, domain: str) -> str:
 
 def ingest_llava(source: Path, out_dir: Path, domain: str, *, image_root: Path | None = None) -> Path:
     """Ingest LLaVA conversation JSON into ``out_dir/<domain>-data`` (resumes a stopped ingest)."""
-    from vila2.data.errors import StoreError
     from vila2.data.ingester import ingest
+    from vila2.errors import StoreError
 
     out = out_dir / f"{domain}-data"
     report = ingest(source, out, format="llava", image_root=image_root, progress=False)
@@ -50,7 +50,7 @@ def prepare_conversations(
     holding one (ingested with ``from_llava(source, out_dir)``, by default :func:`ingest_llava`),
     or ``None`` for the embedded world's ``<world>/<domain>`` set.
     """
-    from vila2.data.errors import StoreError
+    from vila2.errors import StoreError
 
     if source is None:
         if world is None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vila2.data import atomic
-from vila2.data.errors import StoreError
+from vila2.errors import StoreError
 
 EXPORT_FORMATS = ("llava", "parquet")
 ROWS_PER_FILE = 1000

@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from vila2.data.errors import BadImage
+from vila2.errors import BadImage
 
 #: Pillow's own default bomb limit (about 89.5 megapixels); a 9459×9459 image fits.
 DEFAULT_MAX_PIXELS = 89_478_485

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from vila2.data import manifest
-from vila2.data.errors import BadImage, StoreError
 from vila2.data.image import DEFAULT_MAX_PIXELS, check_image
 from vila2.data.layer import LayerWriter, check_layer_name
 from vila2.data.rejects import NAME as REJECTS
 from vila2.data.rejects import RejectLog, read_counts
 from vila2.data.sources import Candidate, Source, detect_format, open_source
 from vila2.data.store import Dataset, ImageWriter
+from vila2.errors import BadImage, StoreError
 
 CAPTION_LAYER = "original"
 CONVERSATION_LAYER = "conversations"

@@ -13,14 +13,24 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from vila2.data import atomic
-from vila2.data.errors import StoreError
 from vila2.data.shards import shard_for_rank
+from vila2.errors import StoreError
 
-if TYPE_CHECKING:
-    from vila2.data.store import Dataset
+
+class ImageShards(Protocol):
+    """What a layer needs of its dataset (``vila2.data.Dataset``): the folder and its image
+    shards. A protocol, so the store imports layers and not the other way round."""
+
+    path: Path
+
+    def refresh(self) -> None: ...
+
+    def shards(self) -> list[str]: ...
+
+    def shard_ids(self, shard: str, *, committed: bool = True) -> list[str]: ...
 
 LAYER_KINDS = ("caption", "conversation")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -61,7 +71,7 @@ def _as_json(value: Any, what: str) -> str:
 class Layer:
     """Read access to one layer of a dataset (``ds.layer(name)``)."""
 
-    def __init__(self, dataset: Dataset, name: str) -> None:
+    def __init__(self, dataset: ImageShards, name: str) -> None:
         self.dataset = dataset
         self.name = name
         self.path = dataset.path / "layers" / name

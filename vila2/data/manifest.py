@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vila2.data import atomic
-from vila2.data.errors import StoreError
+from vila2.errors import StoreError
 
 FORMAT = "vila2-dataset"
 VERSION = 1

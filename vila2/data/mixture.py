@@ -10,7 +10,7 @@ A mixture is a list of entries, each naming a dataset, its layers and a template
 Templates (caption layers; a row with ``kept=False`` counts as missing):
 
 * ``concat``: the texts of all listed layers present for a sample, joined with a space — original
-  alt-text + recaption, which beats the recaption alone (DESIGN §1).
+  alt-text + recaption, which beats the recaption alone (docs/METHOD.md).
 * ``replace``: the last listed layer present (the recaption, falling back to the original).
 * ``qa``: the first layer (the original caption) answers a caption prompt; each later layer's
   text is appended as a question–answer turn, in a seeded shuffled order, the question drawn from
@@ -33,6 +33,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from vila2.errors import MixtureError
+
 #: Neutral caption prompts: they ask for a caption without asking for detail, so a short alt-text
 #: answer never teaches the model to be brief when it is asked to describe in detail.
 CAPTION_PROMPTS: tuple[str, ...] = (
@@ -44,9 +46,6 @@ CAPTION_PROMPTS: tuple[str, ...] = (
 )
 TEMPLATES = ("concat", "replace", "qa", "conversation")
 
-
-class MixtureError(ValueError):
-    """A mixture entry or one of its samples is malformed; the message names it."""
 
 
 class MixtureEntry(BaseModel):

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from vila2.data import atomic, manifest
-from vila2.data.errors import StoreError
 from vila2.data.image import DEFAULT_MAX_PIXELS, open_rgb
 from vila2.data.layer import LAYER_KINDS, SAMPLE_KEYS, Layer, LayerWriter, check_layer_name
 from vila2.data.provenance import provenance_record
 from vila2.data.shards import shard_name
+from vila2.errors import StoreError
 
 #: rows per Parquet row group in image shards: bounds the memory of readers and writers
 ROW_GROUP = 64
@@ -186,7 +186,7 @@ class Dataset:
         check_layer_name(name)
         if kind not in LAYER_KINDS:
             raise StoreError(f"layer {name!r}: kind must be one of {LAYER_KINDS}, got {kind!r}")
-        record = provenance_record(name, kind, provenance)
+        record = provenance_record(name, kind, provenance, root=self.path)
         folder = self.path / "layers" / name
 
         def register(value: dict[str, Any]) -> None:

@@ -10,12 +10,12 @@ from vila2.components import CaptionFn
 
 
 def load_self(model: str | None, settings: Mapping[str, Any]) -> CaptionFn:
-    """A :class:`vila2.generate.Generator` on ``model``; ``settings`` are its keyword arguments
+    """A :class:`vila2.models.generation.Generator` on ``model``; ``settings`` are its keyword arguments
     (``batch_size``, ``max_new_tokens``, ``do_sample``, ``temperature``, ``top_p``, ``stop``,
     ``dtype``, ``device``, and any ``model.generate`` argument)."""
     if model is None:
         raise ValueError("captioner 'self' needs a model folder (--model)")
-    from vila2.generate import Generator
+    from vila2.models.generation import Generator
 
     return Generator(model, **settings)
 

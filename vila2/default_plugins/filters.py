@@ -1,7 +1,7 @@
 """Built-in caption filters: word count, repeated-sentence cut, exact duplicates, garbage.
 
 Each one stores a score with the caption layer and decides with ``keep(score, min=..., max=...)``,
-so a new threshold needs no new inference (``vila2.filtering.rethreshold``). A recipe names them
+so a new threshold needs no new inference (``vila2.captioning.filters.rethreshold``). A recipe names them
 as ``"word_count"`` or ``{"name": "word_count", "min": 8}``.
 
 The caption engine gives every filter call a per-shard scratch dict, ``sample["shard_state"]``,

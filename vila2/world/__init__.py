@@ -1,4 +1,4 @@
-"""The embedded synthetic world (DESIGN §3): images with a ground-truth scene graph, the datasets
+"""The embedded synthetic world (docs/DEMO.md): images with a ground-truth scene graph, the datasets
 the VILA² loop trains on, and held-out benchmarks, all built locally from a seed.
 
 ::

@@ -10,7 +10,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vila2.prompts import LONG_PROMPTS
+from vila2.captioning.prompts import LONG_PROMPTS
 from vila2.world.captions import describe
 from vila2.world.conversations import (
     GROUNDING_KINDS,

@@ -4,7 +4,7 @@ spatial, grounding and OCR domain sets.
 Every ``*_question(scene, rng, kind)`` returns one ``(question, answer)`` pair with a short answer
 (benchmarks ask exactly one); ``*_pairs`` returns several for a training conversation;
 :func:`turns` makes LLaVA turns of them. The domain sets also hold the task-oriented prompt
-of their specialist (DESIGN §1) with a long answer, which is what the specialist learns to write
+of their specialist (docs/METHOD.md) with a long answer, which is what the specialist learns to write
 when it recaptions.
 """
 
@@ -14,12 +14,12 @@ import itertools
 import random
 from collections.abc import Callable, Sequence
 
-from vila2.prompts import LONG_PROMPTS
+from vila2.captioning.prompts import LONG_PROMPTS
 from vila2.world.captions import closest_sentence, describe, place, reading_order, relation_sentence
 from vila2.world.scene import COLORS, SHAPES, Box, Obj, Scene, clear_relation, region, relation
 
 SHORT = "Answer the question using a single word or phrase."
-# The recaption prompts of DESIGN §1 plus two short ones, so the seed teaches "describe in
+# The recaption prompts of docs/METHOD.md plus two short ones, so the seed teaches "describe in
 # detail" for more than one wording.
 DETAIL_PROMPTS = (*LONG_PROMPTS, "Describe the image.", "What is in this image?")
 SPATIAL_PROMPT = "Describe the image in detail, with a focus on spatial relations."

@@ -1,7 +1,7 @@
 """The scene graph of one world image, and how scenes are sampled.
 
 A scene is 1–4 objects (shape, colour, size, box) on a plain background, sometimes with a short
-word written on it. Boxes are integers in 0–999 (the grounding convention of DESIGN §1), so a
+word written on it. Boxes are integers in 0–999 (the grounding convention of docs/METHOD.md), so a
 scene does not depend on the pixel size it is rendered at. Within a scene every object has a
 distinct (colour, shape) pair, so "the red circle" always names exactly one object.
 """

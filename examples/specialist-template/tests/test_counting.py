@@ -11,7 +11,7 @@ import pytest
 import vila2_counting_specialist as plugin
 from vila2_counting_specialist.training_data import counting_turns
 
-from vila2.caption import caption_dataset
+from vila2.captioning.engine import caption_dataset
 from vila2.data import Dataset
 
 

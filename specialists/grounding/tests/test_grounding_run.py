@@ -10,7 +10,7 @@ import pytest
 import vila2_grounding_specialist as plugin
 
 import vila2
-from vila2.caption import caption_dataset
+from vila2.captioning.engine import caption_dataset
 from vila2.data import Dataset
 
 

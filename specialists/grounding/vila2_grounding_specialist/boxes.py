@@ -1,6 +1,6 @@
 """Bounding boxes in text: parse them through formatting noise, write them one way, compare them.
 
-The canonical form is ``[x0,y0,x1,y1]``: integers on a 0–999 grid over the image (DESIGN §1), as
+The canonical form is ``[x0,y0,x1,y1]``: integers on a 0–999 grid over the image (docs/METHOD.md), as
 GRIT-derived grounding sets write them. Models and other datasets add noise that must not cost a
 correct answer its credit: spaces, parentheses, floats, boxes normalised to 0–1 (as Shikra-style
 sets write them), corners as two points ``(x0,y0),(x1,y1)`` (Qwen-VL style), missing brackets, or

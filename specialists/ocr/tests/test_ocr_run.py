@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import vila2_ocr_specialist as plugin
 
-from vila2.caption import caption_dataset
+from vila2.captioning.engine import caption_dataset
 from vila2.data import Dataset
 
 

@@ -1,6 +1,6 @@
 """What the spatial specialist is asked, and with which LoRA settings it is tuned.
 
-``PROMPTS`` are the task-oriented recaption prompts (one drawn per image, DESIGN §1). A specialist
+``PROMPTS`` are the task-oriented recaption prompts (one drawn per image, docs/METHOD.md). A specialist
 answers best the prompt it was tuned on, so this is the wording of the spatial SFT sets (the
 embedded world's included). ``QUESTIONS`` is the pool a question is drawn from when the recaption
 is appended to the original caption as a question–answer turn.

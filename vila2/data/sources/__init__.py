@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from vila2.data.errors import StoreError
+from vila2.errors import StoreError
 
 FORMATS = ("webdataset", "llava", "parquet", "folder")
 #: a single file larger than this is refused before it is read into memory

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vila2.data.errors import StoreError
 from vila2.data.sources import Candidate, read_limited
+from vila2.errors import StoreError
 
 SIDECARS = (".txt", ".json")
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vila2.data.errors import StoreError
 from vila2.data.sources import Candidate, read_limited
+from vila2.errors import StoreError
 
 
 @dataclass

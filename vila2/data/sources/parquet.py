@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vila2.data.errors import StoreError
 from vila2.data.sources import Candidate, read_limited
+from vila2.errors import StoreError
 
 IMAGE_NAMES = ("image", "img", "jpg", "jpeg", "png", "webp", "image_bytes", "images")
 ID_NAMES = ("id", "key", "sample_id", "uid")

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from vila2.data.errors import StoreError
 from vila2.data.sources import IMAGE_EXTENSIONS, MAX_FILE_BYTES, Candidate
+from vila2.errors import StoreError
 
 _CAPTION_EXTENSIONS = ("txt", "caption", "text")
 

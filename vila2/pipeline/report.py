@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vila2.steps import write_json
+from vila2.pipeline.steps import write_json
 
 RESULT_FILE = "result.json"  # what an evaluation step writes: vila2.EvalResult.to_dict()
 CAPTION_STATS_FILE = "caption_stats.json"  # what a caption step writes: {"mean_words", ...}

@@ -2,7 +2,7 @@
 
 ::
 
-    from vila2.caption import caption_dataset
+    from vila2.captioning.engine import caption_dataset
 
     summary = caption_dataset("data/pretrain", model="runs/r0/model", layer="recap-r1", round=1,
                               filters=["repeated_sentence", {"name": "word_count", "min": 8}])
@@ -19,7 +19,7 @@ How it keeps work safe and fast:
   prompts (drawn by sample id), the same random seed and fresh filter state, so with greedy
   decoding a resumed or multi-rank layer equals a single uninterrupted run's.
 * **Batches.** The captioner gets a few batches' worth of images per call, so it can sort them
-  by prompt length (see :class:`vila2.generate.Generator`); a worker thread decodes the next
+  by prompt length (see :class:`vila2.models.generation.Generator`); a worker thread decodes the next
   call's images meanwhile.
 * **Errors.** When a captioner call fails, its images are captioned one by one to find the
   samples at fault. A sample the captioner or a filter fails on is named with the plugin; with
@@ -30,75 +30,27 @@ How it keeps work safe and fast:
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vila2.captioning.filters import FilterError, FilterStep, apply_filters, resolve_filters
+from vila2.captioning.prompts import choose_prompt, prompt_set_name, resolve_prompts
+from vila2.captioning.summary import CaptionSummary, summarize
 from vila2.components import Captioner, Filter
-from vila2.filtering import FilterError, FilterStep, apply_filters, resolve_filters
-from vila2.prompts import choose_prompt, prompt_set_name, resolve_prompts
+from vila2.errors import CaptionError
+from vila2.models.checkpoint import model_hash
 
 #: batches handed to the captioner per call: enough for length bucketing to pay off
 BATCHES_PER_CALL = 4
 #: failed samples a summary quotes (all of them are in the layer's rows)
-ERROR_EXAMPLES = 20
 ON_ERROR = ("skip", "stop")
 
-
-class CaptionError(RuntimeError):
-    """A captioner or filter failed on a sample; the message names the plugin and the sample."""
-
-
-@dataclass
-class CaptionSummary:
-    """What a caption run produced. Counts cover every finished shard of the layer (earlier runs
-    included); ``new`` and ``seconds`` cover this call on this process (captioning time, model
-    loading excluded)."""
-
-    dataset: str
-    layer: str
-    complete: bool
-    total: int
-    captioned: int
-    kept: int
-    filtered: dict[str, int]
-    errors: int
-    error_examples: dict[str, str]
-    mean_words: float
-    new: int
-    seconds: float
-    shards_done: int = 0
-    shards_total: int = 0
-
-    @property
-    def images_per_second(self) -> float:
-        """Samples captioned per second by this call."""
-        return self.new / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "images_per_second": self.images_per_second}
-
-    def __str__(self) -> str:
-        state = "complete" if self.complete else f"{self.shards_done}/{self.shards_total} shards"
-        lines = [
-            f"layer {self.layer!r} of {self.dataset} ({state})",
-            f"  captioned  {self.captioned} of {self.total} samples "
-            f"({self.new} now, {self.images_per_second:.1f} images/s)",
-            f"  kept       {self.kept}, mean {self.mean_words:.1f} words",
-        ]
-        for name, count in sorted(self.filtered.items()):
-            lines.append(f"  filtered   {count} by {name}")
-        if self.errors:
-            first_id, first_error = next(iter(self.error_examples.items()))
-            lines.append(f"  errors     {self.errors} (first: {first_id}: {first_error})")
-        return "\n".join(lines)
 
 
 def caption_dataset(
@@ -150,7 +102,8 @@ def caption_dataset(
     writer = ds.create_layer(
         layer, "caption",
         producer=f"{component.plugin}:{component.name}",
-        model=None if model is None else str(model),
+        model=None if model is None else str(Path(model).resolve()) if Path(str(model)).exists() else str(model),
+        model_hash=None if model is None else model_hash(str(model)),
         round=round,
         prompt_set=prompt_set_name(prompts),
         settings={
@@ -332,38 +285,6 @@ def _run_captioner(
             f"{errors[order[0]]}"
         )
     return texts
-
-
-def summarize(dataset: Any, layer: str, *, new: int = 0, seconds: float = 0.0) -> CaptionSummary:
-    """Count what a caption layer holds so far (finished shards only)."""
-    from vila2.data import Dataset
-
-    ds = dataset if isinstance(dataset, Dataset) else Dataset.open(dataset)
-    reader = ds.layer(layer)
-    done = set(reader.done_shards())
-    finished = [s for s in ds.shards() if s in done]
-    total = captioned = kept = words = errors = 0
-    filtered: dict[str, int] = {}
-    examples: dict[str, str] = {}
-    for row in reader.iter_rows(finished):
-        total += 1
-        if "error" in row["meta"]:
-            errors += 1
-            if len(examples) < ERROR_EXAMPLES:
-                examples[row["id"]] = row["meta"]["error"]
-            continue
-        captioned += 1
-        for name in row["meta"].get("rejected_by", ()):
-            filtered[name] = filtered.get(name, 0) + 1
-        if row["kept"]:
-            kept += 1
-            words += len(row["text"].split())
-    return CaptionSummary(
-        dataset=str(ds.path), layer=layer, complete=reader.is_complete(), total=total,
-        captioned=captioned, kept=kept, filtered=filtered, errors=errors, error_examples=examples,
-        mean_words=words / kept if kept else 0.0, new=new, seconds=seconds,
-        shards_done=len(finished), shards_total=len(ds.shards()),
-    )
 
 
 __all__ = [

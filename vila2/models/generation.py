@@ -69,7 +69,7 @@ def length_buckets(lengths: Sequence[Any], batch_size: int) -> list[list[int]]:
 class Generator:
     """Answer ``prompts`` about ``images`` with one model, in batches.
 
-    ``model`` is a model folder (anything ``vila2.model.load`` opens, PEFT adapters included),
+    ``model`` is a model folder (anything ``vila2.models.checkpoint.load`` opens, PEFT adapters included),
     loaded onto ``device`` (by default this process's accelerator, else the CPU), or an already
     loaded ``(model, processor)`` pair, used where it is unless ``device``/``dtype`` (a
     ``torch.dtype`` here) are given.
@@ -101,7 +101,7 @@ class Generator:
         check_generate_kwargs(generate_kwargs)
         if isinstance(model, (str, os.PathLike)):
             from vila2.distributed import process_state
-            from vila2.model import load
+            from vila2.models.checkpoint import load
 
             # a LoRA adapter folded into its base weights generates as fast as a plain model;
             # by default each process takes its own accelerator (or the CPU)
@@ -138,7 +138,7 @@ class Generator:
     def _chat_text(self, prompt: str) -> tuple[str, int]:
         """The templated text for one prompt and its token count (cached: prompts repeat)."""
         if prompt not in self._chat:
-            from vila2.model import chat_prompt
+            from vila2.models.checkpoint import chat_prompt
 
             text = chat_prompt(self.processor, prompt)
             self._chat[prompt] = (text, len(self.tokenizer(text, add_special_tokens=False)["input_ids"]))

@@ -1,6 +1,6 @@
 """Recaption prompt sets, and which prompt each image gets.
 
-VILA² recaptions every image with one of three long prompts drawn at random (DESIGN §1); a brief
+VILA² recaptions every image with one of three long prompts drawn at random (docs/METHOD.md); a brief
 prompt does not help, but is here to show it. The draw is seeded by the sample id through SHA-256,
 not Python's per-process salted ``hash``, so a rerun, a resume or another rank picks the same
 prompt for the same image.

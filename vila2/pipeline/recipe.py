@@ -25,15 +25,13 @@ from pydantic import (
     model_validator,
 )
 
-from vila2.prompts import PROMPT_SETS
+from vila2.captioning.prompts import PROMPT_SETS
+from vila2.errors import RecipeError
 
 #: component names, as plugins register them (they name steps and folders of a run)
 # names become folders of the run, split at dots (round1/eval/<name>): no empty part
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)*$"
 
-
-class RecipeError(ValueError):
-    """A recipe cannot be read or is invalid; the message names the file and the key."""
 
 
 class _Strict(BaseModel):
@@ -119,7 +117,7 @@ class ModelSpec(_Strict):
 
 
 class Hyper(_Strict):
-    """Training hyper-parameters (``vila2.train.TrainConfig``); every field left unset falls back
+    """Training hyper-parameters (``vila2.training.trainer.TrainConfig``); every field left unset falls back
     to the level above, then to the trainer's default. ``steps`` caps ``epochs``."""
 
     steps: int | None = Field(None, ge=1)
@@ -131,6 +129,7 @@ class Hyper(_Strict):
     grad_accum: int | None = Field(None, ge=1)
     max_length: int | None = Field(None, ge=8)
     train_vision: bool | None = None
+    save_every: int | None = Field(None, ge=0, description="steps between resumable checkpoints")
 
     def train_settings(self, *below: Hyper) -> dict[str, Any]:
         """The fields set here or in ``below`` (later wins), named as ``TrainConfig`` names them."""
@@ -179,7 +178,7 @@ class StopWhen(_Strict):
 
 
 class SelfAugment(_Strict):
-    """The self-augment loop (DESIGN §1): each round recaptions with the previous round's model."""
+    """The self-augment loop (docs/METHOD.md): each round recaptions with the previous round's model."""
 
     rounds: int = Field(3, ge=0, le=20)
     captioner: str = "self"
@@ -398,7 +397,7 @@ def load_recipe(path: str | Path) -> Recipe:
 
 def packaged_recipe(name: str) -> Path:
     """The path of a recipe shipped in ``vila2/recipes/`` (``demo``, ``demo-quick``)."""
-    folder = Path(__file__).parent / "recipes"
+    folder = Path(__file__).resolve().parents[1] / "recipes"
     file = folder / f"{name}.yaml"
     if not file.is_file():
         known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml"))) or "none"

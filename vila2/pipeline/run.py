@@ -1,21 +1,11 @@
-"""The VILA² loop (DESIGN §1) as a resumable pipeline driven by a recipe.
+"""One run of a recipe: its run folder, plugin host and log, and the kinds of work the VILA²
+loop is made of — data, the starting point, training, recaptioning, evaluation, a specialist's
+fine-tune. :mod:`vila2.pipeline.loop` orders them as the method does.
 
-::
-
-    warmup    (optional) the starting point is trained once, e.g. on the SFT mix
-    round 0   train the starting model on the original data (alt-text + the SFT mix), evaluate
-    round i   the round-(i-1) model recaptions the pretraining images (long prompts), filters run,
-              a new model is trained FROM THE STARTING POINT on original + recaption, evaluate;
-              stop after ``rounds`` or when the gain on ``stop_when.benchmark`` is too small
-    each specialist   LoRA-finetuned from the best self-augmented model on its domain data,
-              evaluated on its own benchmark, then it recaptions the pretraining images with its
-              task prompts
-    final     the generalist is trained once more from the starting point, the specialists'
-              answers appended to the captions as question–answer turns, and evaluated
-
-Every step lives in :class:`vila2.steps.RunFolder`, so a rerun resumes after the last finished
-step and a changed recipe is refused (or its affected steps rerun, when asked). The report is
-written by :mod:`vila2.report` from the evaluation files of the run.
+Every piece of work is a step of :class:`vila2.pipeline.steps.RunFolder`: one folder and a
+completion marker each, with a fingerprint of the recipe parts it reads and the steps it uses,
+so a rerun resumes after the last finished step and a changed recipe is refused (or its affected
+steps rerun, when asked). Paths in step outputs are relative to the run folder.
 """
 
 from __future__ import annotations
@@ -23,21 +13,24 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vila2.components import Filter
-from vila2.recipe import EvaluatorSpec, Recipe, RecipeError, Stage
-from vila2.report import CAPTION_STATS_FILE, RESULT_FILE, collect, markdown_table, write_report
-from vila2.steps import RunFolder, StepChanged, write_json
+from vila2.errors import PipelineError
+from vila2.pipeline.recipe import EvaluatorSpec, Recipe, RecipeError, Stage
+from vila2.pipeline.report import (
+    CAPTION_STATS_FILE,
+    RESULT_FILE,
+    markdown_table,
+    write_report,
+)
+from vila2.pipeline.steps import RunFolder, StepChanged, write_json
 
 #: images per shard of a ``pretrain_limit`` subset: the unit a killed recaption resumes from
 SUBSET_SHARD = 100
 
-
-class PipelineError(RuntimeError):
-    """A step failed; the message names the step."""
 
 
 @dataclass(frozen=True)
@@ -48,17 +41,6 @@ class Sources:
     alt: str  # its original (web alt-text) caption layer
     sft: tuple[tuple[str, str, float], ...]  # (dataset, conversation layer, weight)
     world: str | None  # the embedded world, for evaluators and specialists that default to it
-
-
-@dataclass
-class Round:
-    """One trained and evaluated generalist."""
-
-    index: int
-    model: str  # relative to the run folder
-    evals: dict[str, str] = field(default_factory=dict)  # benchmark -> result file
-    caption_layer: str | None = None
-    caption_stats: str | None = None
 
 
 def saturated(scores: list[float], min_gain: float) -> str | None:
@@ -80,9 +62,9 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-") or "run"
 
 
-class Pipeline:
-    """One run of a recipe in a run folder. ``Pipeline(recipe, out).run()`` returns the results
-    (what ``results.json`` holds)."""
+class Run:
+    """One run of ``recipe`` in the run folder ``out``: each public method is one kind of work,
+    taking its inputs explicitly and returning where its output is."""
 
     def __init__(
         self,
@@ -109,10 +91,10 @@ class Pipeline:
     def _step_ended(self, step: str, outputs: dict[str, Any]) -> None:
         self.host.hook.on_step_end(step=step, run_dir=str(self.root), outputs=outputs)
 
-    def _rel(self, path: str | Path) -> str:
+    def rel(self, path: str | Path) -> str:
         return str(Path(path).resolve().relative_to(self.root))
 
-    def _abs(self, rel: str) -> str:
+    def abs(self, rel: str) -> str:
         return str(self.root / rel)
 
     def _part(self, dotted: str) -> Any:
@@ -128,7 +110,7 @@ class Pipeline:
         inputs.update(more)
         return inputs
 
-    def _skippable(self, step: str, fn: Callable[[], Any]) -> Any:
+    def skippable(self, step: str, fn: Callable[[], Any]) -> Any:
         """Run ``fn``; under ``on_error: skip`` a failure is recorded and ``None`` returned."""
         try:
             return fn()
@@ -142,12 +124,34 @@ class Pipeline:
             self.errors.append({"step": step, "error": message})
             return None
 
+    def start(self) -> None:
+        """Threads for this process, and the normalised recipe beside the results."""
+        if self.recipe.threads is not None:
+            import torch
+
+            torch.set_num_threads(self.recipe.threads)
+        write_json(self.root / "recipe.json", self.parts)
+
+    def round_ended(self, index: int, model: str, evals: Mapping[str, str]) -> None:
+        """Tell the plugins (``on_round_end``) that round ``index`` is trained and evaluated."""
+        results = {b: json.loads((self.root / f).read_text()) for b, f in evals.items()}
+        self.host.hook.on_round_end(round=index, model=self.abs(model), results=results, run_dir=str(self.root))
+
+    def finish(self, results: dict[str, Any]) -> dict[str, Any]:
+        """Write report.md, results.json and plots; tell the plugins; print the table."""
+        write_report(self.root, results)
+        self.host.hook.on_run_end(run_dir=str(self.root), report=results)
+        self.log("")
+        self.log(markdown_table(results))
+        self.log(f"\nreport: {self.root / 'report.md'}")
+        return results
+
     # ------------------------------------------------------------------ checks before any step
     def check(self) -> list[Any]:
         """Load the recipe's plugins and resolve every named component; return the specialists.
 
         Everything a user can misspell fails here, before hours of training."""
-        from vila2.caption import resolve_filters
+        from vila2.captioning.engine import resolve_filters
         from vila2.plugins import PluginError
 
         for path in self.recipe.plugins:
@@ -157,7 +161,7 @@ class Pipeline:
         try:
             if sa.rounds:
                 self.host.get("captioner", sa.captioner)
-            resolve_filters(self._filters(), self.host)
+            resolve_filters(self.filters(), self.host)
             for spec in self.recipe.evaluators:
                 self.host.find_evaluator(spec.name, spec.backend)
         except (PluginError, ValueError) as exc:
@@ -183,7 +187,7 @@ class Pipeline:
         return [installed[n] for n in wanted.names]
 
     # ------------------------------------------------------------------ data and starting model
-    def _data(self) -> Sources:
+    def sources(self) -> Sources:
         data = self.recipe.data
         if data.world is None:
             assert data.pretrain is not None
@@ -199,9 +203,9 @@ class Pipeline:
             from vila2.world import write_world
 
             write_world(out, seed=world_spec.seed, size=world_spec.size, image_size=world_spec.image_size)
-            return {"world": self._rel(out)}
+            return {"world": self.rel(out)}
 
-        world = self._abs(self.folder.run("world", self._inputs(["data.world"], []), write)["world"])
+        world = self.abs(self.folder.run("world", self._inputs(["data.world"], []), write)["world"])
         src = Sources(pretrain=str(Path(world) / "pretrain"), alt="alt",
                       sft=((str(Path(world) / "sft"), "conversations", 1.0),), world=world)
         return self._limited(src, ["world"])
@@ -231,12 +235,12 @@ class Pipeline:
             by_id = {row["id"]: row for row in rows}
             for shard in layer.pending_shards():
                 layer.write_shard(shard, [by_id[i] for i in target.shard_ids(shard)])
-            return {"dataset": self._rel(out / "dataset"), "samples": len(rows)}
+            return {"dataset": self.rel(out / "dataset"), "samples": len(rows)}
 
         inputs = self._inputs(["data.pretrain_limit"], after, source=None if src.world else src.pretrain,
                               layer=src.alt)
         dataset = self.folder.run("pretrain", inputs, subset)["dataset"]
-        return Sources(pretrain=self._abs(dataset), alt=src.alt, sft=src.sft, world=src.world)
+        return Sources(pretrain=self.abs(dataset), alt=src.alt, sft=src.sft, world=src.world)
 
     def _texts(self, src: Sources) -> list[str]:
         """The text a preset's tokenizer learns from: the original captions and SFT turns."""
@@ -248,7 +252,7 @@ class Pipeline:
                 texts.extend(turn["value"].replace("<image>", "") for turn in json.loads(text))
         return texts
 
-    def _starting_model(self, src: Sources) -> tuple[str, list[str]]:
+    def starting_point(self, src: Sources) -> tuple[str, list[str]]:
         """The starting point of every generalist, and the steps it depends on: the preset or
         checkpoint, after ``training.warmup`` when the recipe asks for one."""
         base, after = self._base_model(src)
@@ -256,7 +260,7 @@ class Pipeline:
         if warmup is None:
             return base, after
         alt = {"layers": [src.alt], "template": "replace", "prompt": None}
-        model = self._train("warmup", base, src, alt, self.data_after, after, stages=[warmup])
+        model = self.train("warmup", base, src, alt, self.data_after, after, stages=[warmup])
         return model, ["warmup"]
 
     def _base_model(self, src: Sources) -> tuple[str, list[str]]:
@@ -266,7 +270,7 @@ class Pipeline:
         after = self.data_after
 
         def build(out: Path) -> dict[str, Any]:
-            from vila2.presets import build
+            from vila2.models.presets import build
 
             if src.world:
                 from vila2.world import world_texts
@@ -275,13 +279,13 @@ class Pipeline:
             else:
                 texts = self._texts(src)
             build(spec.preset, out / "model", texts=texts, seed=self.recipe.seed, **spec.overrides)
-            return {"model": self._rel(out / "model")}
+            return {"model": self.rel(out / "model")}
 
         inputs = self._inputs(["model", "seed"], after, data=None if src.world else self._part("data"))
-        return self._abs(self.folder.run("base", inputs, build)["model"]), ["base"]
+        return self.abs(self.folder.run("base", inputs, build)["model"]), ["base"]
 
     # ------------------------------------------------------------------ the three kinds of work
-    def _train(self, step: str, base: str, src: Sources, captions: dict[str, Any], after: list[str],
+    def train(self, step: str, base: str, src: Sources, captions: dict[str, Any], after: list[str],
                base_after: list[str], stages: list[Stage] | None = None) -> str:
         """Train a generalist from ``base`` through the recipe's stages (or ``stages``);
         ``captions`` is the mixture entry of the pretraining images (layers + template)."""
@@ -289,7 +293,7 @@ class Pipeline:
         seed = self.recipe.training.seed if self.recipe.training.seed is not None else self.recipe.seed
 
         def train(out: Path) -> dict[str, Any]:
-            from vila2.train import TrainConfig, train
+            from vila2.training.trainer import TrainConfig, train
 
             model = base
             for i, stage in enumerate(stages or self.recipe.training.stages):
@@ -304,19 +308,20 @@ class Pipeline:
                     model=model, out=str(stage_out), stage=stage.name, mixture=mixture, seed=seed,
                     **self.recipe.training.train_settings(stage),
                 )))
-            return {"model": self._rel(model)}
+            return {"model": self.rel(model)}
 
         inputs = self._inputs(["training", "seed"], [*base_after, *after], captions=captions)
-        return self._abs(self.folder.run(step, inputs, train)["model"])
+        # a killed training step keeps its folder: the trainer resumes from its last checkpoint
+        return self.abs(self.folder.run(step, inputs, train, resumable=True)["model"])
 
-    def _caption(self, step: str, src: Sources, model: str, layer: str, *, captioner: str,
+    def recaption(self, step: str, src: Sources, model: str, layer: str, *, captioner: str,
                  prompts: Any, filters: list[Any], round: int | None, batch_size: int,
                  max_new_tokens: int, settings: Mapping[str, Any], after: list[str]) -> str:
         """Recaption the pretraining images into ``layer``; returns the caption statistics file."""
         from vila2.data import Dataset
 
         def caption(out: Path) -> dict[str, Any]:
-            from vila2.caption import caption_dataset
+            from vila2.captioning.engine import caption_dataset
 
             summary = caption_dataset(
                 src.pretrain, model=model, layer=layer, captioner=captioner, prompts=prompts,
@@ -325,9 +330,9 @@ class Pipeline:
             )
             texts = Dataset.open(src.pretrain).layer(layer).texts()
             stats = {"layer": layer, "mean_words": _rounded(mean_words(texts)), "kept": len(texts),
-                     "summary": _plain(summary)}
+                     "summary": summary.to_dict()}
             write_json(out / CAPTION_STATS_FILE, stats)
-            return {"layer": layer, "caption_stats": self._rel(out / CAPTION_STATS_FILE)}
+            return {"layer": layer, "caption_stats": self.rel(out / CAPTION_STATS_FILE)}
 
         def cleanup() -> None:
             ds = Dataset.open(src.pretrain)
@@ -341,7 +346,7 @@ class Pipeline:
                   **self._inputs([], after)}
         return self.folder.run(step, inputs, caption, resumable=True, cleanup=cleanup)["caption_stats"]
 
-    def _evaluate(self, step: str, model: str, spec: EvaluatorSpec, src: Sources, after: list[str]) -> str | None:
+    def evaluate(self, step: str, model: str, spec: EvaluatorSpec, src: Sources, after: list[str]) -> str | None:
         """Score ``model`` on one benchmark; returns the result file (``None`` if skipped)."""
 
         def evaluate(out: Path) -> dict[str, Any]:
@@ -353,74 +358,44 @@ class Pipeline:
             except Exception as exc:
                 raise PipelineError(f"evaluator {evaluator.name!r} (plugin {evaluator.plugin!r}) failed on "
                                     f"benchmark {spec.name!r}: {exc}") from exc
-            write_json(out / RESULT_FILE, {**result.to_dict(), "model": self._rel_or_abs(model)})
-            return {"result": self._rel(out / RESULT_FILE)}
+            write_json(out / RESULT_FILE, {**result.to_dict(), "model": self.rel_or_abs(model)})
+            return {"result": self.rel(out / RESULT_FILE)}
 
         inputs = self._inputs([], after, evaluator=spec.model_dump(mode="json"))
-        outputs = self._skippable(step, lambda: self.folder.run(step, inputs, evaluate))
+        outputs = self.skippable(step, lambda: self.folder.run(step, inputs, evaluate))
         return None if outputs is None else outputs["result"]
 
-    def _rel_or_abs(self, path: str) -> str:
+    def rel_or_abs(self, path: str) -> str:
         p = Path(path).resolve()
-        return self._rel(p) if p.is_relative_to(self.root) else str(p)
+        return self.rel(p) if p.is_relative_to(self.root) else str(p)
 
-    def _evaluate_all(self, prefix: str, model: str, src: Sources, after: list[str]) -> dict[str, str]:
+    def evaluate_all(self, prefix: str, model: str, src: Sources, after: list[str]) -> dict[str, str]:
         evals = {}
         for spec in self.recipe.evaluators:
-            result = self._evaluate(f"{prefix}.eval.{spec.name}", model, spec, src, after)
+            result = self.evaluate(f"{prefix}.eval.{spec.name}", model, spec, src, after)
             if result is not None:
                 evals[spec.name] = result
         return evals
 
     # ------------------------------------------------------------------ the loop
-    def _layer_name(self, suffix: str) -> str:
+    def layer_name(self, suffix: str) -> str:
         """Caption layers of this run; outside the run folder they carry the run's name."""
         if self.recipe.data.world is not None or self.recipe.data.pretrain_limit is not None:
             return suffix
         return f"{_slug(self.recipe.name)}-{_slug(self.root.name)}-{suffix}"
 
-    def self_augment(self, src: Sources, base: str, base_after: list[str]) -> list[Round]:
-        sa = self.recipe.self_augment
-        data_after = self.data_after
-        rounds: list[Round] = []
-        captions = {"layers": [src.alt], "template": "replace", "prompt": None}
-        model = self._train("round0.train", base, src, captions, data_after, base_after)
-        rounds.append(Round(0, self._rel(model), self._evaluate_all("round0", model, src, ["round0.train"]),
-                            caption_layer=src.alt, caption_stats=self._alt_stats(src, data_after)))
-        self._round_end(rounds[-1])
-        for i in range(1, sa.rounds + 1):
-            layer = self._layer_name(f"recap-r{i}")
-            prev = f"round{i - 1}.train"
-            stats = self._caption(
-                f"round{i}.caption", src, self._abs(rounds[-1].model), layer, captioner=sa.captioner,
-                prompts=self._prompts(sa.prompts), filters=self._filters(), round=i,
-                batch_size=sa.batch_size, max_new_tokens=sa.max_new_tokens, settings=sa.settings,
-                after=[prev],
-            )
-            captions = {"layers": [src.alt, layer], "template": sa.template, "prompt": None}
-            model = self._train(f"round{i}.train", base, src, captions, [*data_after, f"round{i}.caption"], base_after)
-            rounds.append(Round(i, self._rel(model), self._evaluate_all(f"round{i}", model, src, [f"round{i}.train"]),
-                                caption_layer=layer, caption_stats=stats))
-            self._round_end(rounds[-1])
-            if sa.stop_when is not None:
-                stop = saturated(self._scores(rounds, sa.stop_when.benchmark), sa.stop_when.min_gain)
-                if stop is not None:
-                    self.stop = {"round": i, "reason": f"{sa.stop_when.benchmark} {stop}"}
-                    break
-        return rounds
-
-    def _filters(self) -> list[dict[str, Any]]:
+    def filters(self) -> list[dict[str, Any]]:
         """The recipe's filters as the recaption engine takes them (name + settings)."""
         return [{"name": f.name, **f.settings} for f in self.recipe.self_augment.filters]
 
-    def _prompts(self, prompts: str | list[str]) -> str | list[str]:
-        from vila2.prompts import PROMPT_SETS
+    def prompts(self, prompts: str | list[str]) -> str | list[str]:
+        from vila2.captioning.prompts import PROMPT_SETS
 
         if isinstance(prompts, str) and prompts not in PROMPT_SETS:
             return str(self.recipe.path(prompts))
         return prompts
 
-    def _alt_stats(self, src: Sources, after: list[str]) -> str:
+    def alt_stats(self, src: Sources, after: list[str]) -> str:
         """Caption statistics of the original alt-text (round 0's captions)."""
         from vila2.data import Dataset
 
@@ -428,107 +403,71 @@ class Pipeline:
             texts = Dataset.open(src.pretrain).layer(src.alt).texts()
             write_json(out / CAPTION_STATS_FILE, {"layer": src.alt, "mean_words": _rounded(mean_words(texts)),
                                                   "kept": len(texts)})
-            return {"caption_stats": self._rel(out / CAPTION_STATS_FILE)}
+            return {"caption_stats": self.rel(out / CAPTION_STATS_FILE)}
 
         inputs = self._inputs([], after, layer=src.alt, dataset=None if src.world else src.pretrain)
         return self.folder.run("round0.captions", inputs, stats)["caption_stats"]
 
-    def _scores(self, rounds: list[Round], benchmark: str) -> list[float]:
-        scores = []
-        for r in rounds:
-            if benchmark not in r.evals:
-                raise PipelineError(f"round {r.index}: no {benchmark!r} result to decide saturation on")
-            result = json.loads((self.root / r.evals[benchmark]).read_text())
-            scores.append(float(result["metrics"][result["primary"]]))
-        return scores
-
-    def _round_end(self, r: Round) -> None:
-        results = {b: json.loads((self.root / f).read_text()) for b, f in r.evals.items()}
-        self.host.hook.on_round_end(round=r.index, model=self._abs(r.model), results=results,
-                                    run_dir=str(self.root))
-
-    def best(self, rounds: list[Round]) -> Round:
-        """The self-augmented model the specialists start from: the best on the stop benchmark
-        (earliest on ties), else the last round."""
-        stop = self.recipe.self_augment.stop_when
-        if stop is None or len(rounds) == 1:
-            return rounds[-1]
-        scores = self._scores(rounds, stop.benchmark)
-        return rounds[max(range(len(rounds)), key=lambda i: (scores[i], -i))]
-
     # ------------------------------------------------------------------ specialist-augment
-    def specialist(self, spec: Any, src: Sources, best: Round, rows: list[dict[str, Any]]) -> str | None:
-        """Fine-tune, evaluate and recaption with one specialist; returns its caption layer."""
+    def finetune_specialist(self, spec: Any, src: Sources, start: str, start_step: str) -> str:
+        """Prepare ``spec``'s domain data and fine-tune it (LoRA by default, through the
+        ``finetune_specialist`` hook) from the model ``start`` made by step ``start_step``."""
         cfg = self.recipe.specialists
         assert cfg is not None
         name = spec.name
-        best_step = f"round{best.index}.train"
-        data_after = self.data_after
         source = self.recipe.data.specialists.get(name)
 
         def prepare(out: Path) -> dict[str, Any]:
             folder = spec.prepare_data(str(self.recipe.path(source)) if source else None, src.world, str(out))
-            return {"data": self._rel_or_abs(folder)}
+            return {"data": self.rel_or_abs(folder)}
 
-        data = self.folder.run(f"specialists.{name}.data", self._inputs([], data_after, source=source), prepare)["data"]
+        data = self.folder.run(f"specialists.{name}.data", self._inputs([], self.data_after, source=source),
+                               prepare)["data"]
 
         def finetune(out: Path) -> dict[str, Any]:
             settings = {**spec.lora, **cfg.lora, "seed": self.recipe.seed, **cfg.training.train_settings()}
             folder = self.host.hook.finetune_specialist(
-                specialist=spec, base_model=self._abs(best.model), data=str(self.root / data),
+                specialist=spec, base_model=start, data=str(self.root / data),
                 out_dir=str(out / "model"), settings=settings)
             if folder is None:
                 raise PipelineError(f"no plugin fine-tuned specialist {name!r} (finetune_specialist returned None)")
-            return {"model": self._rel_or_abs(folder)}
+            return {"model": self.rel_or_abs(folder)}
 
         inputs = self._inputs(["specialists.lora", "specialists.training", "seed"],
-                              [f"specialists.{name}.data", best_step])
-        model = self.root / self.folder.run(f"specialists.{name}.finetune", inputs, finetune)["model"]
+                              [f"specialists.{name}.data", start_step])
+        return str(self.root / self.folder.run(f"specialists.{name}.finetune", inputs, finetune)["model"])
 
-        row: dict[str, Any] = {"name": f"+ {name} specialist", "kind": "specialist", "specialist": name,
-                               "model": self._rel_or_abs(str(model)), "evals": {}, "base_evals": {}}
-        if spec.evaluator:
-            bench = self._domain_benchmark(spec)
-            row["domain"] = bench.name
-            own = self._evaluate(f"specialists.{name}.eval.{bench.name}", str(model), bench, src,
-                                 [f"specialists.{name}.finetune"])
-            base_eval = best.evals.get(bench.name) or self._evaluate(
-                f"round{best.index}.eval.{bench.name}", self._abs(best.model), bench, src, [best_step])
-            if own is not None:
-                row["evals"][bench.name] = own
-            if base_eval is not None:
-                row["base_evals"][bench.name] = base_eval
-                best.evals[bench.name] = base_eval  # the round's row shows it too
-        layer = self._layer_name(f"spec-{name}")
-        stats = self._caption(
-            f"specialists.{name}.caption", src, str(model), layer, captioner="self",
+    def specialist_recaption(self, spec: Any, model: str, src: Sources) -> tuple[str, str]:
+        """The specialist's task-oriented answers about every pretraining image, as a layer;
+        returns the layer and its caption statistics file."""
+        cfg = self.recipe.specialists
+        assert cfg is not None
+        layer = self.layer_name(f"spec-{spec.name}")
+        stats = self.recaption(
+            f"specialists.{spec.name}.caption", src, model, layer, captioner="self",
             prompts=list(spec.prompts), round=None, batch_size=cfg.batch_size,
             max_new_tokens=cfg.max_new_tokens, settings={},
             # the specialist's own clean-up (e.g. canonical boxes) runs as a filter of its layer
-            filters=[Filter(f"{name}-clean", clean=spec.clean_answer)] if spec.clean_answer else [],
-            after=[f"specialists.{name}.finetune"],
+            filters=[Filter(f"{spec.name}-clean", clean=spec.clean_answer)] if spec.clean_answer else [],
+            after=[f"specialists.{spec.name}.finetune"],
         )
-        row["caption_stats"] = stats
-        rows.append(row)
-        return layer
+        return layer, stats
 
-    def _domain_benchmark(self, spec: Any) -> EvaluatorSpec:
+    def domain_benchmark(self, spec: Any) -> EvaluatorSpec:
         """How a specialist's own benchmark is run: as the recipe's evaluators say, if listed."""
         cfg = self.recipe.specialists
         assert cfg is not None
         listed = next((e for e in self.recipe.evaluators if e.name == spec.evaluator), None)
         return listed or EvaluatorSpec(name=spec.evaluator, limit=cfg.eval_limit)
 
-    def _original_captions(self, src: Sources, best: Round) -> tuple[str, list[str]]:
+    def original_captions(self, src: Sources, best_round: int, recap: str | None) -> tuple[str, list[str]]:
         """The caption the specialists' QA turns follow: the original alt-text, joined with the
         best round's recaption (``concat``) when self-augment helped, as a layer of its own."""
-        if best.index == 0:
+        if best_round == 0 or recap is None:
             return src.alt, []
         from vila2.data import Dataset
 
-        layer = self._layer_name(f"final-caption-r{best.index}")
-        recap = best.caption_layer
-        assert recap is not None
+        layer = self.layer_name(f"final-caption-r{best_round}")
 
         def merge(out: Path) -> dict[str, Any]:
             ds = Dataset.open(src.pretrain)
@@ -548,91 +487,16 @@ class Pipeline:
                 ds.delete_layer(layer)
 
         step = "final.captions"
-        self.folder.run(step, self._inputs([], [f"round{best.index}.caption"], layer=layer), merge,
+        self.folder.run(step, self._inputs([], [f"round{best_round}.caption"], layer=layer), merge,
                         resumable=True, cleanup=cleanup)
         return layer, [step]
-
-    def final(self, src: Sources, base: str, base_after: list[str], best: Round,
-              specialists: list[Any], layers: list[tuple[str, str]]) -> dict[str, Any]:
-        """Retrain the generalist with the specialists' answers appended as QA turns."""
-        cfg = self.recipe.specialists
-        assert cfg is not None
-        first, first_after = self._original_captions(src, best)
-        questions = {layer: list(s.questions) for s in specialists for n, layer in layers
-                     if n == s.name and s.questions}
-        captions = {"layers": [first, *(layer for _, layer in layers)], "template": "qa",
-                    "prompt": None, "questions": questions, "max_turns": cfg.qa_turns}
-        after = [*self.data_after, *first_after,
-                 *(f"specialists.{n}.caption" for n, _ in layers)]
-        model = self._train("final.train", base, src, captions, after, base_after)
-        evals = self._evaluate_all("final", model, src, ["final.train"])
-        # the final model on the specialists' domains too, where the method claims its gains
-        listed = {e.name for e in self.recipe.evaluators}
-        for spec in specialists:
-            if spec.evaluator and spec.evaluator not in listed and any(n == spec.name for n, _ in layers):
-                bench = self._domain_benchmark(spec)
-                result = self._evaluate(f"final.eval.{bench.name}", model, bench, src, ["final.train"])
-                if result is not None:
-                    evals[bench.name] = result
-        return {"name": "final (VILA²)", "kind": "final", "model": self._rel(model), "evals": evals,
-                "caption_stats": None}
-
-    # ------------------------------------------------------------------ the whole run
-    def run(self) -> dict[str, Any]:
-        """Run (or resume) every step and write the report; returns the results."""
-        specialists = self.check()
-        if self.recipe.threads is not None:
-            import torch
-
-            torch.set_num_threads(self.recipe.threads)
-        write_json(self.root / "recipe.json", self.parts)
-        src = self._data()
-        self.data_after = [s for s in ("world", "pretrain") if s in self.folder.fingerprints]
-        base, base_after = self._starting_model(src)
-        rounds = self.self_augment(src, base, base_after)
-        rows: list[dict[str, Any]] = [
-            {"name": f"round {r.index}", "kind": "round", "round": r.index, "model": r.model,
-             "evals": r.evals, "caption_stats": r.caption_stats} for r in rounds
-        ]
-        best = self.best(rounds)
-        layers = []
-        for spec in specialists:
-            layer = self._skippable(f"specialists.{spec.name}", lambda s=spec: self.specialist(s, src, best, rows))
-            if layer is not None:
-                layers.append((spec.name, layer))
-        if layers:
-            rows.append(self.final(src, base, base_after, best, specialists, layers))
-        results = collect(self.root, rows, name=self.recipe.name, run_dir=str(self.root),
-                          stop=self.stop, best_round=best.index if specialists else None,
-                          errors=self.errors)
-        write_report(self.root, results)
-        self.host.hook.on_run_end(run_dir=str(self.root), report=results)
-        self.log("")
-        self.log(markdown_table(results))
-        self.log(f"\nreport: {self.root / 'report.md'}")
-        return results
-
 
 def _rounded(value: float) -> float:
     """Statistics are stored rounded, so reruns compare equal and files stay readable."""
     return round(float(value), 4)
 
 
-def _plain(summary: Any) -> Any:
-    """A caption summary as JSON-able data (a dataclass, a mapping, or anything printable)."""
-    import dataclasses
-
-    if dataclasses.is_dataclass(summary) and not isinstance(summary, type):
-        return json.loads(json.dumps(dataclasses.asdict(summary), default=str))
-    if isinstance(summary, Mapping):
-        return json.loads(json.dumps(dict(summary), default=str))
-    return str(summary)
-
-
-def run_recipe(recipe: Recipe, out: str | Path, *, rerun_changed: bool = False,
-               log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run or resume ``recipe`` in the run folder ``out``; returns the results."""
-    return Pipeline(recipe, out, rerun_changed=rerun_changed, log=log).run()
-
-
-__all__ = ["Pipeline", "PipelineError", "Round", "Sources", "mean_words", "run_recipe", "saturated"]
+def score(root: Path, result_file: str) -> float:
+    """The primary metric of an evaluation result file (relative to the run folder ``root``)."""
+    result = json.loads((root / result_file).read_text())
+    return float(result["metrics"][result["primary"]])

@@ -16,10 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vila2.components import Filter
-
-
-class FilterError(RuntimeError):
-    """A filter failed on a caption, or a stored score is missing; the message names both."""
+from vila2.errors import FilterError
 
 
 @dataclass(frozen=True)
@@ -113,7 +110,9 @@ def decide(steps: Sequence[FilterStep], scores: Mapping[str, Any], where: str) -
             )
         score = scores[step.name]
         component = step.filter
-        if component.keep is None:  # a predicate stored its verdict as 1.0 / 0.0
+        if score is None:  # a filter that only cleans text stores no score and rejects nothing
+            kept = True
+        elif component.keep is None:  # a predicate stored its verdict as 1.0 / 0.0
             kept = bool(score)
         else:
             kept = bool(component.keep(score, **{**component.settings, **step.overrides}))
@@ -134,13 +133,13 @@ def rethreshold(
     (exactly these; filters of the old run that are not listed no longer reject) from the scores
     stored in ``layer``. No model runs. Texts stay as stored, so a ``clean`` step (such as the
     repeated-sentence cut) is not undone. Resumable and split across ranks like a caption run;
-    returns the new layer's :class:`vila2.caption.CaptionSummary`.
+    returns the new layer's :class:`vila2.captioning.engine.CaptionSummary`.
     """
     import time
 
     from tqdm.auto import tqdm
 
-    from vila2.caption import summarize
+    from vila2.captioning.summary import summarize
     from vila2.data import Dataset, StoreError
     from vila2.distributed import process_state
 
@@ -162,7 +161,7 @@ def rethreshold(
     state = process_state()
     started = time.perf_counter()
     writer = ds.create_layer(
-        new_layer, "caption", producer="vila2.filtering:rethreshold", model=info.get("model"),
+        new_layer, "caption", producer="vila2.captioning.filters:rethreshold", model=info.get("model"),
         model_hash=info.get("model_hash"), round=info.get("round"), prompt_set=info.get("prompt_set"),
         settings={**info.get("settings", {}), "filters": [s.spec() for s in steps], "rethreshold_of": layer},
     )

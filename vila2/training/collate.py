@@ -13,16 +13,14 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from vila2.model import apply_template, strip_image_marker
+from vila2.errors import EncodingError
+from vila2.models.checkpoint import apply_template, strip_image_marker
 
 IGNORE_INDEX = -100
 # Per-token outputs of a processor, padded with these values; everything else is per image.
 _TOKEN_KEYS = {"input_ids": None, "attention_mask": 0, "labels": IGNORE_INDEX, "mm_token_type_ids": 0,
                "token_type_ids": 0}
 
-
-class EncodingError(ValueError):
-    """A training example cannot be encoded; the message names the sample."""
 
 
 def to_messages(turns: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:

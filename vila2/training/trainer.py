@@ -25,16 +25,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from vila2.adapters import LoraSettings
 from vila2.data.atomic import write_json
 from vila2.data.mixture import MixtureEntry
+from vila2.errors import TrainError
+from vila2.models.lora import LoraSettings
 
 # Settings that do not change what is learned: a rerun may change them freely.
 _COSMETIC = ("out", "log_every", "save_every", "num_workers")
 
-
-class TrainError(RuntimeError):
-    """A training run cannot start or continue; the message says why and where."""
 
 
 class TrainConfig(BaseModel):
@@ -157,9 +155,9 @@ def _optimizer(model: Any, config: TrainConfig) -> Any:
 def _prepare_model(config: TrainConfig) -> tuple[Any, Any]:
     import torch
 
-    from vila2.adapters import apply_lora
-    from vila2.model import load
-    from vila2.stages import freeze_for_stage
+    from vila2.models.checkpoint import load
+    from vila2.models.lora import apply_lora
+    from vila2.training.stages import freeze_for_stage
 
     start = Path(config.model)
     # absolute, so a LoRA adapter records a base path that works from anywhere
@@ -176,7 +174,7 @@ def _prepare_model(config: TrainConfig) -> tuple[Any, Any]:
 
 
 def _save_final(accelerator: Any, model: Any, processor: Any, config: TrainConfig) -> None:
-    from vila2.model import save
+    from vila2.models.checkpoint import save
 
     out = Path(config.out)
     state = accelerator.get_state_dict(model)
@@ -204,10 +202,10 @@ def train(config: TrainConfig | Mapping[str, Any], *,
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
-    from vila2.batching import LengthGroupedBatches
-    from vila2.collate import EncodedExamples, ExampleEncoder, collate
     from vila2.data.mixture import build_examples
-    from vila2.model import trainable_summary
+    from vila2.models.checkpoint import trainable_summary
+    from vila2.training.batching import LengthGroupedBatches
+    from vila2.training.collate import EncodedExamples, ExampleEncoder, collate
 
     if not isinstance(config, TrainConfig):
         config = TrainConfig.parse(config)
@@ -343,7 +341,7 @@ def finetune_lora(base_model: str, data: str, out_dir: str, settings: Mapping[st
     ``settings`` mixes LoRA fields (``r``, ``alpha``, ``dropout``, ``target_modules``,
     ``modules_to_save``, ``merge``) and training fields (``max_steps``, ``epochs``, ``lr``,
     ``batch_size``...). Returns ``out_dir``: a PEFT adapter folder, or with ``merge=True`` a full
-    model folder (the adapter kept in ``out_dir/adapter``). Either loads with ``vila2.model.load``.
+    model folder (the adapter kept in ``out_dir/adapter``). Either loads with ``vila2.models.checkpoint.load``.
     """
     settings = dict(settings or {})
     lora = {k: settings.pop(k) for k in list(settings) if k in LoraSettings.model_fields}

@@ -4,7 +4,7 @@ Each preset is an ordinary Hugging Face folder — ``config.json``, ``model.safe
 tokenizer trained with ``tokenizers`` on the given texts, an image processor and a chat
 template — so it goes through exactly the code path of a real checkpoint::
 
-    from vila2.presets import build
+    from vila2.models.presets import build
     build("llava-tiny", "models/llava-tiny", texts=my_captions, seed=0, hidden_size=256)
 
 Presets: ``llava-tiny`` (SigLIP vision tower + MLP projector + Llama decoder), ``qwen2vl-tiny``
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 #: Sizes every preset accepts as ``build(..., **overrides)``; the defaults train in about a
-#: minute on two CPU cores (DESIGN §3).
+#: minute on two CPU cores (docs/DEMO.md).
 DEFAULT_SIZES: dict[str, int] = {
     "vocab_size": 1024,
     "hidden_size": 128,
@@ -335,7 +335,7 @@ def build(name: str, out: str | Path, *, texts: Iterable[str], seed: int = 0, **
     gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = (
         tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
 
-    from vila2.model import save
+    from vila2.models.checkpoint import save
 
     return save(model, processor, out)
 

@@ -24,12 +24,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from vila2.errors import StepChanged
+
 #: a step name: words of letters, digits, '_' or '-', joined by '.' (each word a folder)
 _STEP = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
-
-class StepChanged(RuntimeError):
-    """An existing run was made with different inputs for a step."""
 
 
 def fingerprint(inputs: Mapping[str, Any]) -> str:
