@@ -44,14 +44,34 @@ def run_in_folder(recipe_file: Path, out: Path, *, rerun_changed: bool) -> dict:
     return results
 
 
+def check_recipe(recipe_file: Path) -> None:
+    """Everything a run would read, checked without running a step or writing a file."""
+    import tempfile
+
+    from vila2.pipeline.recipe import load_recipe
+    from vila2.pipeline.run import Run
+
+    recipe = load_recipe(recipe_file)
+    with tempfile.TemporaryDirectory() as scratch:
+        run = Run(recipe, scratch, log=click.echo)
+        specialists = run.check()
+        for line in run.check_inputs():
+            click.echo(f"  ok  {line}")
+    names = ", ".join(s.name for s in specialists) or "none"
+    click.echo(f"recipe {recipe_file}: ok (specialists: {names}; evaluators: "
+               f"{', '.join(e.name for e in recipe.evaluators)})")
+
+
 @click.command("run")
 @click.argument("recipe")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder (default: runs/<recipe name>). An existing run resumes.")
 @click.option("--rerun-changed", is_flag=True,
               help="Rerun the steps whose recipe parts changed since the run folder was made.")
+@click.option("--check", is_flag=True,
+              help="Only check the recipe: its plugins, components, datasets, layers and paths.")
 @plugin_option
-def command(recipe: str, out: Path | None, rerun_changed: bool) -> None:
+def command(recipe: str, out: Path | None, rerun_changed: bool, check: bool) -> None:
     """Run the VILA² loop of RECIPE (a YAML file, or a packaged recipe: demo, demo-quick).
 
     Round 0 trains on the original data; each round recaptions the pretraining images with the
@@ -61,4 +81,7 @@ def command(recipe: str, out: Path | None, rerun_changed: bool) -> None:
     finished step.
     """
     file = resolve_recipe(recipe)
+    if check:
+        check_recipe(file)
+        return
     run_in_folder(file, out or Path("runs") / file.stem, rerun_changed=rerun_changed)

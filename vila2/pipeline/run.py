@@ -168,6 +168,39 @@ class Run:
             raise RecipeError(f"recipe: {exc}") from None
         return self._specialists()
 
+    def check_inputs(self) -> list[str]:
+        """What the recipe reads from disk, checked before anything runs: each dataset has the
+        layer the recipe names, the checkpoint is a model folder, evaluator and specialist data
+        exist. Returns one line per input checked; a missing one raises ``RecipeError``."""
+        from vila2.data import Dataset
+        from vila2.errors import StoreError
+
+        data, lines = self.recipe.data, []
+        refs = ([("data.pretrain", data.pretrain)] if data.pretrain else []) + [
+            (f"data.sft[{i}]", s) for i, s in enumerate(data.sft)]
+        for key, ref in refs:
+            path = self.recipe.path(ref.dataset)
+            try:
+                layers = Dataset.open(path).layers()
+            except StoreError as exc:
+                raise RecipeError(f"recipe: {key}.dataset: {exc}") from None
+            if ref.layer not in layers:
+                raise RecipeError(f"recipe: {key}.layer: {path} has no layer {ref.layer!r} "
+                                  f"(layers: {', '.join(layers) or 'none'})")
+            lines.append(f"{key}: {path} layer {ref.layer!r}")
+        if self.recipe.model.checkpoint is not None:
+            folder = self.recipe.path(self.recipe.model.checkpoint)
+            if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
+                raise RecipeError(f"recipe: model.checkpoint: {folder} is not a model folder (no config.json)")
+            lines.append(f"model.checkpoint: {folder}")
+        paths = [(f"evaluators[{i}].data", e.data) for i, e in enumerate(self.recipe.evaluators) if e.data]
+        paths += [(f"data.specialists.{n}", s) for n, s in data.specialists.items()]
+        for key, value in paths:
+            if not self.recipe.path(value).exists():
+                raise RecipeError(f"recipe: {key}: {self.recipe.path(value)} does not exist")
+            lines.append(f"{key}: {self.recipe.path(value)}")
+        return lines
+
     def _specialists(self) -> list[Any]:
         wanted = self.recipe.specialists
         if wanted is None:
@@ -177,7 +210,13 @@ class Run:
             return [installed[n] for n in sorted(installed)]
         missing = [n for n in wanted.names if n not in installed]
         if missing:
-            have = ", ".join(f"{n} ({s.settings.get('pip', 'pip name unknown')})" for n, s in sorted(installed.items()))
+            def pip_name(spec: Any) -> str:
+                # the distribution that installed the plugin; a plugin registered as an object or
+                # a file has none, and may name one in settings["pip"]
+                info = self.host.infos.get(spec.plugin or "")
+                return (info.distribution if info else None) or spec.settings.get("pip") or "pip name unknown"
+
+            have = ", ".join(f"{n} ({pip_name(s)})" for n, s in sorted(installed.items()))
             pips = " ".join(f"vila2-{n}-specialist" for n in missing)
             raise RecipeError(
                 f"recipe: specialists.names: {', '.join(map(repr, missing))} not installed; "
