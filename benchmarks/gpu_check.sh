@@ -79,3 +79,23 @@ if len(results) == 2:
 if not results:
     sys.exit("gpu_check: no implementation trained")
 PY
+
+# ---------------------------------------------------------------------------------------------
+# vLLM vs the built-in engine (plugins/vllm, vila2-vllm): recaption images/s on the same ~2B
+# model, in bf16, greedy, 64 new tokens per image; prints both rates, the ratio and how many
+# captions are equal. vLLM brings its own torch, so it runs in an environment of its own:
+# VILA2_VLLM_PYTHON names a python that has vllm + vila2 + vila2-vllm, else one is built with
+# `VILA2_VLLM_FLAVOUR=gpu plugins/vllm/scripts/make_env.sh` (pip install vllm: minutes, GBs).
+# VILA2_VLLM_CHECK=0 skips this part; VILA2_VLLM_IMAGES sets the image count (default 512).
+if [[ "${VILA2_VLLM_CHECK:-1}" == "1" ]]; then
+  ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  VLLM_PY="${VILA2_VLLM_PYTHON:-}"
+  if [[ -z "$VLLM_PY" ]]; then
+    VILA2_VLLM_FLAVOUR=gpu bash "$ROOT/plugins/vllm/scripts/make_env.sh"
+    VLLM_PY="${VILA2_VLLM_VENV:-$ROOT/plugins/vllm/.venv-vllm-gpu}/bin/python"
+  fi
+  echo "--- vLLM vs built-in recaption throughput ($WORK/model)"
+  "$VLLM_PY" "$ROOT/benchmarks/vllm_throughput.py" --model "$WORK/model" --images "${VILA2_VLLM_IMAGES:-512}" \
+    --tokens 64 --batch-size 32 --dtype bfloat16 --repeats 2 \
+    --engine '{"gpu_memory_utilization": 0.5, "max_model_len": 2048}'
+fi

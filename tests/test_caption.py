@@ -260,6 +260,79 @@ def test_bad_arguments_are_named(tmp_path, colour) -> None:
     assert ds.layers() == []  # a captioner that cannot load leaves no layer to delete
 
 
+# ------------------------------------------------------------------ executors
+class ReverseExecutor:
+    """Executors that run a job's shards last to first, a freshly loaded captioner for each
+    (as if every shard went to another worker), or break the executor contract."""
+
+    runs = 0
+
+    @vila2.hookimpl
+    def register_executors(self, register):
+        from vila2.components import Executor
+
+        def run(job, settings):
+            ReverseExecutor.runs += 1
+            shards = job.pending()
+            return sum(job.caption_shard(shard, job.load()) for shard in reversed(shards)), 0.5
+
+        register(Executor("reverse", run=run, settings={"workers": 1}))
+        register(Executor("forgetful", run=lambda job, settings: None))
+
+
+def test_an_executor_plugin_writes_the_layer_one_process_writes(tmp_path, colour, plugin_registered) -> None:
+    from vila2.captioning.engine import DEFAULT_EXECUTOR
+
+    plugin_registered(DiceCaptioner(), name="dice-plugin")
+    plugin_registered(ReverseExecutor(), name="reverse-plugin")
+    DiceCaptioner.fail_on = None
+    assert DEFAULT_EXECUTOR == "local" and vila2.plugins.get_host().get("executor", "local").in_process
+    ds = make_dataset(tmp_path / "ds", n=14, shard_size=4, small={5})
+    for layer, executor in (("one", "local"), ("reversed", "reverse")):
+        caption_dataset(ds, model=None, layer=layer, captioner="colour", filters=FILTERS, batch_size=2,
+                        progress=False, executor=executor)
+        caption_dataset(ds, model=None, layer=f"dice-{layer}", captioner="dice", progress=False,
+                        executor=executor, executor_settings={"workers": 3} if executor == "reverse" else None)
+    assert rows(ds, "reversed") == rows(ds, "one") and rows(ds, "dice-reversed") == rows(ds, "dice-one")
+    info = {k: v for k, v in ds.layer("reversed").info.items() if k not in ("name", "created")}
+    assert info == {k: v for k, v in ds.layer("one").info.items() if k not in ("name", "created")}
+    # an executor-loaded captioner is not loaded in this process: a new layer costs one load per shard
+    ColourCaptioner.loads = 0
+    summary = caption_dataset(ds, model=None, layer="again", captioner="colour", progress=False,
+                              executor="reverse")
+    assert ColourCaptioner.loads == 4 and summary.new == 13 and summary.seconds == 0.5
+    runs = ReverseExecutor.runs
+    assert caption_dataset(ds, model=None, layer="again", captioner="colour", progress=False,
+                           executor="reverse").new == 0
+    assert ReverseExecutor.runs == runs + 1 and ColourCaptioner.loads == 4  # nothing pending: no load
+
+
+def test_executor_names_settings_and_contract_are_checked(tmp_path, colour, plugin_registered) -> None:
+    plugin_registered(ReverseExecutor(), name="reverse-plugin")
+    ds = make_dataset(tmp_path / "ds", n=4, shard_size=4)
+    with pytest.raises(PluginError, match=r"no executor named 'revers'.*Did you mean 'reverse'"):
+        caption_dataset(ds, model=None, layer="x", captioner="colour", executor="revers")
+    with pytest.raises(ValueError, match=r"executor 'reverse' \(plugin 'reverse-plugin'\) has no setting "
+                                         r"threads; its settings: workers"):
+        caption_dataset(ds, model=None, layer="x", captioner="colour", executor="reverse",
+                        executor_settings={"threads": 2})
+    assert ds.layers() == []
+    with pytest.raises(PluginError, match=r"executor 'forgetful'.*returned None.*\(samples captioned, seconds\)"):
+        caption_dataset(ds, model=None, layer="x", captioner="colour", executor="forgetful", progress=False)
+
+
+def test_cli_passes_the_executor_and_its_address(tmp_path) -> None:
+    ds = make_dataset(tmp_path / "ds", n=2, shard_size=2)
+    base = [sys.executable, "-m", "vila2", "caption", str(ds.path), "--layer", "x", "--captioner", "self"]
+    result = subprocess.run([*base, "--address", "127.0.0.1:6379", "--executor-set", "actors=2"],
+                            capture_output=True, text=True, timeout=300, env=ONE_THREAD)
+    assert result.returncode != 0
+    assert "executor 'local'" in result.stderr and "no setting actors, address" in result.stderr
+    result = subprocess.run([*base, "--executor", "ray"], capture_output=True, text=True, timeout=300,
+                            env={**ONE_THREAD, "VILA2_LOAD_PLUGINS": ""})
+    assert result.returncode != 0 and "no executor named 'ray'" in result.stderr
+
+
 # ------------------------------------------------------------------ with the tiny model
 def cli_args(ds: Path, model: Path, layer: str, settings: dict) -> list[str]:
     return ["caption", str(ds), "--model", str(model), "--layer", layer, "--batch-size", "3",

@@ -155,6 +155,28 @@ def test_every_number_comes_from_an_evaluation_file(quick_demo: tuple[Path, str]
         for domain, mine in row["scores"].items() if row["kind"] == "specialist" else ():
             base = row["base_scores"][domain]["score"]
             sources.add(f"{100 * (mine['score'] - base):+.1f}")
+    for row in results["rows"]:
+        # the derived tables: caption quality (caption_stats.json), paired-bootstrap gains and
+        # image dependence (per-sample files and result.json), each traced to its file below
+        quality = row.get("caption_quality")
+        if quality:
+            stats = json.loads((out / row["caption_words"]["file"]).read_text())["quality"]
+            assert all(stats[k] == quality[k] for k in ("distinct", "mean_words"))
+            sources.update({_printed(quality["distinct"]), _printed(quality["mean_words"], percent=False)})
+            for key in ("object_recall", "wrong_mention_rate"):
+                if quality.get(key) is not None:
+                    sources.add(_printed(quality[key]))
+        for gain in (row.get("gains") or {}).values():
+            sources.update(f"{100 * gain[k]:+.1f}" for k in ("diff", "low", "high"))
+        for cell in row["scores"].values():
+            dependence = cell.get("image_dependence") or {}
+            recorded = json.loads((out / cell["file"]).read_text())["metrics"]
+            for key, value in dependence.items():
+                assert recorded[key] == value, key
+                sources.update({_printed(value), f"{100 * value:+.1f}", f"{value:.3f}", f"{value:+.3f}"})
+            shuffled = dependence.get(f"{cell['metric']}_shuffled")
+            if shuffled is not None:
+                sources.add(f"{100 * (cell['score'] - shuffled):+.1f}")
     report = (out / "report.md").read_text()
     table_rows = [line for line in report.splitlines() if line.startswith("| ") and not line.startswith("| model")
                   and not line.startswith("| specialist |")]

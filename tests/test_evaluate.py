@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from vila2.data import Dataset
-from vila2.evaluate import evaluate_conversations, question_and_reference
+from vila2.evaluate import evaluate_conversations, other_images, question_and_reference
 from vila2.plugins import Host, PluginError
 from vila2.world.scene import Scene
 from vila2.world.scoring import vqa_score
@@ -29,7 +29,8 @@ class Oracle:
 
     def __call__(self, images: Sequence[Any], prompts: Sequence[str]) -> list[str]:
         self.calls.append(len(images))
-        return [self.answers[(image.tobytes(), prompt)] for image, prompt in zip(images, prompts, strict=True)]
+        # a question asked with another image (shuffled) has no reference: the oracle is blind then
+        return [self.answers.get((image.tobytes(), prompt), "") for image, prompt in zip(images, prompts, strict=True)]
 
 
 def _references(data: Path) -> list[str]:
@@ -119,6 +120,41 @@ def test_world_evaluator_scores_captions(fresh_host: Host, tiny_world: Path, tmp
 
     vqa = run(Oracle(tiny_world / "bench" / "vqa"), "vqa", settings={"world": str(tiny_world)})
     assert vqa.primary == "accuracy" and vqa.score == 1.0
+    # VQA is asked again with shuffled images by default; an answer function has no loss
+    assert vqa.metrics["accuracy_shuffled"] < 0.2 and "loss_gap" not in vqa.metrics
+    assert "accuracy_shuffled" not in perfect.metrics  # captions: only when asked
+
+
+def test_other_images_pairs_each_sample_with_a_different_image() -> None:
+    images = [b"A", b"A", b"B", b"C", b"C", b"C", b"D"]
+    samples = [{"id": str(i), "image": image} for i, image in enumerate(images)]
+    pairs = list(other_images(iter(samples)))
+    assert [s["id"] for s, _ in pairs] == [s["id"] for s in samples]  # every sample, in order
+    assert all(s["image"] != o["image"] for s, o in pairs)
+    assert [o["id"] for _, o in pairs] == ["2", "2", "1", "2", "2", "2", "5"]
+    assert list(other_images(iter(samples))) == pairs  # deterministic
+    with pytest.raises(ValueError, match="two different images"):
+        list(other_images(iter(samples[:2])))
+
+
+def test_shuffled_images_show_whether_the_answers_use_them(tiny_world: Path, tmp_path: Path) -> None:
+    data = tiny_world / "bench" / "vqa"
+    oracle = Oracle(data)
+    result = evaluate_conversations(oracle, data, vqa_score, benchmark="vqa", out_dir=tmp_path, batch_size=16,
+                                    shuffled=True)
+    # looks at the image: perfect with the right one, blind with another
+    assert result.score == 1.0 and result.metrics["accuracy_shuffled"] == 0.0
+    assert list(result.metrics) == ["accuracy", "accuracy_shuffled"] and result.primary == "accuracy"
+    lines = [json.loads(line) for line in Path(result.samples_path).read_text().splitlines()]
+    assert len(lines) == result.n == 40
+    assert all(line["shuffled"]["image_of"] != line["id"] for line in lines)
+    assert lines[0]["metrics"] == {"accuracy": 1.0} and lines[0]["shuffled"]["metrics"] == {"accuracy": 0.0}
+    # an answer that ignores the image scores the same either way
+    blind = evaluate_conversations(lambda images, prompts: ["yes"] * len(images), data, vqa_score,
+                                   benchmark="vqa", shuffled=True, limit=30, batch_size=7)
+    assert blind.n == 30 and blind.metrics["accuracy_shuffled"] == blind.score > 0
+    with pytest.raises(ValueError, match="answer loss needs a model folder"):
+        evaluate_conversations(oracle, data, vqa_score, benchmark="vqa", answer_loss=True)
 
 
 def test_world_evaluator_errors(fresh_host: Host, tiny_world: Path) -> None:
@@ -138,6 +174,28 @@ def test_world_evaluator_runs_a_tiny_model(fresh_host: Host, tiny_world: Path, t
     assert result.details["model"] == str(tiny_model)
     lines = (tmp_path / "vqa.jsonl").read_text().splitlines()
     assert len(lines) == 4 and all(isinstance(json.loads(line)["prediction"], str) for line in lines)
+
+
+def test_shuffled_vqa_and_the_loss_gap_on_a_tiny_model(fresh_host: Host, tiny_world: Path, tiny_model: Path,
+                                                       tmp_path: Path) -> None:
+    run = fresh_host.get("evaluator", "world").run
+    settings = {"world": str(tiny_world), "batch_size": 3, "max_new_tokens": 4}
+    result = run(str(tiny_model), "vqa", limit=6, out_dir=tmp_path, settings=settings)
+    m = result.metrics
+    assert result.n == 6 and {"accuracy_shuffled", "answer_loss", "answer_loss_shuffled", "loss_gap"} <= set(m)
+    assert m["answer_loss"] > 0 and m["loss_gap"] == pytest.approx(m["answer_loss_shuffled"] - m["answer_loss"])
+    lines = [json.loads(line) for line in (tmp_path / "vqa.jsonl").read_text().splitlines()]
+    assert len(lines) == 6 and all(line["answer_loss"] > 0 and "shuffled" in line for line in lines)
+    assert m["answer_loss"] == pytest.approx(sum(line["answer_loss"] for line in lines) / 6)
+    # the loss does not depend on how the questions were batched (padding is masked)
+    again = run(str(tiny_model), "vqa", limit=6, settings={**settings, "batch_size": 6})
+    assert again.metrics["answer_loss"] == pytest.approx(m["answer_loss"], rel=1e-4)
+    off = run(str(tiny_model), "vqa", limit=2, settings={**settings, "shuffled": "false"})
+    assert set(off.metrics) == {"accuracy"}
+    loss_only = run(str(tiny_model), "vqa", limit=2, settings={**settings, "shuffled": False, "answer_loss": True})
+    assert set(loss_only.metrics) == {"accuracy", "answer_loss"}
+    with pytest.raises(PluginError, match="'shuffled' must be true or false"):
+        run(str(tiny_model), "vqa", limit=2, settings={**settings, "shuffled": "maybe"})
 
 
 def test_plugin_and_command_modules_import_nothing_heavy() -> None:

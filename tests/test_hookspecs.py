@@ -37,7 +37,8 @@ def _call_through_the_host(hook: str, host: Host, tmp_path: Path) -> None:
     from vila2.pipeline.run import Run, Sources
 
     kinds = {"register_captioners": "captioner", "register_filters": "filter",
-             "register_specialists": "specialist", "register_evaluators": "evaluator"}
+             "register_specialists": "specialist", "register_evaluators": "evaluator",
+             "register_executors": "executor"}
     if hook in kinds:
         host.components(kinds[hook])
         return

@@ -14,7 +14,7 @@ ALLOWED = {
     "data": set(),
     "world": {"data", "captioning"},  # the SFT seed asks the recaption prompts
     "models": {"data"},
-    "training": {"data", "models"},
+    "training": {"data", "models", "world"},  # the tower pretrains on its own world split
     "captioning": {"data", "models"},
     "pipeline": {"data", "world", "models", "training", "captioning", "default_plugins"},
     "default_plugins": {"data", "world", "models", "training", "captioning"},

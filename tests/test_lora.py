@@ -144,3 +144,88 @@ def test_default_targets_are_the_decoder_linears_of_every_architecture(preset: s
     trainable = [n for n, p in wrapped.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     assert len(trainable) == 2 * 7 * 2  # 2 layers x 7 linears x (A, B)
+
+
+class _Family:
+    """A stand-in model: a named family (``config.model_type``) with the given linear layers."""
+
+    def __new__(cls, model_type: str, names: list[str]):
+        import torch
+
+        model = torch.nn.Module()
+        for name in names:
+            parent = model
+            *path, leaf = name.split(".")
+            for part in path:
+                if not hasattr(parent, part):
+                    parent.add_module(part, torch.nn.Module())
+                parent = getattr(parent, part)
+            parent.add_module(leaf, torch.nn.Linear(4, 4))
+        model.config = type("Config", (), {"model_type": model_type})()
+        return model
+
+
+def test_roles_resolve_to_each_familys_module_names(tiny_model: Path) -> None:
+    import re
+
+    from vila2.models.checkpoint import load
+    from vila2.models.lora import LANGUAGE_LINEARS, resolve_targets, targeted_modules
+
+    model, _ = load(tiny_model)
+    assert resolve_targets(model) == LANGUAGE_LINEARS  # the default: the decoder only
+    both = resolve_targets(model, ["language", "projector"])
+    chosen = targeted_modules(model, both)
+    assert {n for n in chosen if "multi_modal_projector" in n} == {
+        "model.multi_modal_projector.linear_1", "model.multi_modal_projector.linear_2"}
+    assert not any("vision_tower" in n for n in chosen)
+    vision = targeted_modules(model, resolve_targets(model, "vision"))
+    assert vision and all(n.startswith("model.vision_tower.encoder.") for n in vision)
+    assert all(re.fullmatch(both, n) for n in chosen)
+
+
+def test_a_family_without_a_role_or_with_unknown_names_is_an_error_naming_the_roles() -> None:
+    from vila2.errors import Vila2Error
+    from vila2.models.lora import LoraTargetError, parse_targets, resolve_targets
+
+    decoder = ["model.language_model.layers.0.self_attn.q_proj", "model.language_model.layers.0.mlp.up_proj"]
+    mystery = _Family("mystery_vl", [*decoder, "model.eye.blocks.0.fc", "model.bridge.proj"])
+    assert resolve_targets(mystery, ["language"])  # the common decoder names still resolve
+    with pytest.raises(LoraTargetError, match=r"mystery_vl.*projector \(module names of family 'mystery_vl' "
+                                              r"are unknown.*vision \(module names") as caught:
+        resolve_targets(mystery, ["language", "projector", "vision"])
+    assert isinstance(caught.value, Vila2Error)
+    gemma = _Family("gemma3", [*decoder, "model.vision_tower.encoder.layers.0.mlp.fc1"])
+    with pytest.raises(LoraTargetError, match=r"projector \(Gemma 3's projector is a bare weight matrix"):
+        resolve_targets(gemma, ["language", "projector"])
+    assert resolve_targets(gemma, ["language", "vision"])
+    no_decoder = _Family("llava", ["model.multi_modal_projector.linear_1"])
+    with pytest.raises(LoraTargetError, match=r"language \(no nn.Linear layer of Module matches"):
+        resolve_targets(no_decoder, ["language", "projector"])
+    with pytest.raises(LoraTargetError, match="choose among language, projector, vision"):
+        parse_targets("language,vison")
+
+
+def test_cli_lora_targets_are_resolved_trained_and_recorded(tiny_model: Path, tiny_world: Path, tmp_path: Path,
+                                                             plugin_registered, capsys) -> None:
+    from safetensors.torch import load_file
+
+    from vila2.cli import main
+    from vila2.models.lora import recorded_targets
+
+    plugin_registered(SpatialPlugin(), name="spatial-test-plugin")
+    out = tmp_path / "roles"
+    main(["finetune", "spatial-test", "--model", str(tiny_model), "--out", str(out), "--world", str(tiny_world),
+          "--lora-targets", "language,projector", "--set", "max_steps=1", "--set", "batch_size=4",
+          "--set", "max_length=160"])
+    record = recorded_targets(out)
+    assert record is not None and record["targets"] == ["language", "projector"] and record["model_type"] == "llava"
+    keys = list(load_file(str(out / "adapter_model.safetensors")))
+    assert any("multi_modal_projector" in k for k in keys) and any("language_model" in k for k in keys)
+    assert not any("vision_tower" in k for k in keys)
+    assert json.loads((out / "training" / "config.json").read_text())["lora"]["targets"] == ["language", "projector"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["finetune", "spatial-test", "--model", str(tiny_model), "--out", str(tmp_path / "bad"),
+              "--world", str(tiny_world), "--lora-targets", "language,vison"])
+    assert "choose among language, projector, vision" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # refused before any data was prepared

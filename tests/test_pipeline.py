@@ -152,3 +152,18 @@ def test_tiny_run_resumes_refuses_changes_and_reruns_them(
     # explicitly rerun: only the steps downstream of the recaption run again
     run_recipe(changed_recipe, out, rerun_changed=True, log=lambda _: None)
     assert recorder.steps == ["round1.caption", "round1.train", "round1.eval.vqa", "round1.eval.caption"]
+
+
+@pytest.mark.slow
+def test_training_steps_run_on_two_processes(tmp_path: Path, capfd: Any) -> None:
+    """``processes: 2``: each training step runs as two DDP ranks (gloo on CPU) with the recipe's
+    effective batch, and the run goes on from the model they saved."""
+    from vila2.pipeline.loop import run_recipe
+
+    raw = {**copy.deepcopy(TINY_RUN), "processes": 2, "threads": 1,
+           "self_augment": {"rounds": 0}, "evaluators": [{"name": "vqa", "limit": 2}]}
+    results = run_recipe(parse_recipe(raw, source="r.yaml", base_dir=tmp_path), tmp_path / "run", log=print)
+    printed = capfd.readouterr()
+    assert "2 steps of 4x1x2" in printed.out + printed.err  # batch 8 = 4 per rank x 2 ranks
+    assert [r["name"] for r in results["rows"]] == ["round 0"]
+    assert (tmp_path / "run" / "round0" / "train" / "0-sft" / "model.safetensors").is_file()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,26 @@ def test_bad_requests_are_named(tmp_path: Path) -> None:
         build("llava-tiny", tmp_path / "c", texts=[])
     with pytest.raises(ValueError, match="multiple of patch_size"):
         build("llava-tiny", tmp_path / "d", texts=TEXTS, patch_size=10)
+
+
+def test_every_family_is_listed_and_builds_from_the_command_line(tmp_path: Path, capsys) -> None:
+    from transformers import AutoConfig
+
+    from vila2.cli import main
+    from vila2.models.presets import PRESETS
+
+    main(["preset", "list", "--json"])
+    listed = json.loads(capsys.readouterr().out)
+    assert [p["name"] for p in listed] == list(PRESETS) and len(listed) >= 10
+    assert len({p["family"] for p in listed}) == len(listed)  # one preset per family
+    main(["preset", "build", "gemma3-tiny", "--out", str(tmp_path / "g"), "--set", "num_layers=1",
+          "--set", "hidden_size=64"])
+    assert "gemma3-tiny (gemma3) saved to" in capsys.readouterr().out
+    config = AutoConfig.from_pretrained(tmp_path / "g")
+    assert config.model_type == "gemma3" and config.text_config.num_hidden_layers == 1
+    with pytest.raises(SystemExit):
+        main(["preset", "build", "gemma9-tiny", "--out", str(tmp_path / "x")])
+    assert "unknown preset 'gemma9-tiny'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["preset", "build", "llava-tiny", "--out", str(tmp_path / "y"), "--set", "hiden_size=8"])
+    assert "hiden_size" in capsys.readouterr().err

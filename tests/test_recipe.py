@@ -54,7 +54,7 @@ def test_example_recipes_are_valid() -> None:
 @pytest.mark.parametrize(("change", "expected"), [
     ({"bogus": 1}, "r.yaml: bogus: is not a recipe key (accepted: name, seed, on_error"),
     ({"model": {"preset": "llava-tiny", "hiden": 3}},
-     "r.yaml: model.hiden: is not a recipe key (accepted: preset, checkpoint, overrides, trust_remote_code)"),
+     "r.yaml: model.hiden: is not a recipe key (accepted: preset, checkpoint, overrides, vision_tower, trust_remote_code)"),
     ({"self_augment": {"template": "both"}},
      "r.yaml: self_augment.template: must be 'concat', 'replace' or 'qa' (got 'both')"),
     ({"self_augment": {"rounds": "three"}}, "r.yaml: self_augment.rounds: must be a valid integer"),

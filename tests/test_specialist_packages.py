@@ -134,6 +134,10 @@ def test_pip_install_then_uninstall_the_ocr_specialist(fresh_python: Path, tmp_p
         assert listed["components"] == {"specialist": ["ocr"], "evaluator": ["ocr"]}
         assert set(listed["hooks"]) == {"register_specialists", "register_evaluators"}
         assert _run(fresh_python, "-c", _RUN_SPECIALISTS).stdout.split() == ["ocr"]
+        # the pip name of an installed specialist is its plugin's distribution
+        asked = subprocess.run([str(fresh_python), "-c", _RUN_SPECIALISTS, "ocr", "spatial"],
+                               capture_output=True, text=True, env=_env(), timeout=120, check=False)
+        assert "'spatial' not installed; installed: ocr (vila2-ocr-specialist)" in asked.stderr
     finally:
         _run(fresh_python, "-m", "pip", "uninstall", "--yes", "vila2-ocr-specialist")
     assert "vila2-ocr-specialist" not in _plugins(fresh_python)
@@ -156,18 +160,33 @@ def test_the_specialist_template_installs_as_a_plugin(fresh_python: Path, tmp_pa
         listed = _plugins(fresh_python)[name]
         assert listed["version"] == _version(template)
         assert listed["status"] == "loaded", listed["reason"]
-        assert listed["components"] == {"specialist": ["counting"]}
+        assert listed["components"] == {"specialist": ["counting"], "evaluator": ["counting"]}
+        assert set(listed["hooks"]) == {"register_specialists", "register_evaluators"}
         text = _run(fresh_python, "-m", "vila2", "plugins").stdout
         assert f"[{name} {listed['version']}]  loaded" in text
-        assert "specialists: counting" in text
+        assert "specialists: counting" in text and "evaluators: counting" in text
         assert _run(fresh_python, "-c", _RUN_SPECIALISTS).stdout.split() == ["counting"]
-        # the template's own tests pass where it is installed (the slow run is left out)
+        # the template's own tests, the specialist package contract among them, pass where it
+        # is installed (the slow run is left out)
         tests = _run(fresh_python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
                      "--rootdir", copy, copy / "tests", cwd=copy)
         assert " passed" in tests.stdout and "failed" not in tests.stdout
     finally:
         _run(fresh_python, "-m", "pip", "uninstall", "--yes", name)
     assert name not in _plugins(fresh_python)
+
+
+@pytest.mark.parametrize("domain", sorted(PACKAGES))
+def test_every_package_has_one_layout(domain: str) -> None:
+    """A domain package is its prompts, its scoring, its data and one registration; its tests
+    run the specialist package contract of ``vila2.testing``."""
+    package = PACKAGES[domain]
+    module = package / _project(package)["name"].replace("-", "_")
+    assert {"__init__.py", "prompts.py", "scoring.py", "training_data.py"} <= {
+        f.name for f in module.glob("*.py")}
+    assert "vila2.DomainSpecialist(" in (module / "__init__.py").read_text()
+    tests = " ".join(f.read_text() for f in (package / "tests").glob("test_*.py"))
+    assert "check_specialist_package(" in tests and "check_specialist_run(" in tests
 
 
 @pytest.mark.parametrize("domain", sorted(PACKAGES))

@@ -84,6 +84,70 @@ def test_prompt_longer_than_max_length_is_named(tiny_model: Path, tiny_world: Pa
         ExampleEncoder(processor, 12)(example)
 
 
+def test_per_token_tensors_are_extended_and_padded() -> None:
+    import torch
+
+    from vila2.training.collate import Encoded, ExampleEncoder, collate
+
+    first = {"input_ids": torch.arange(3)[None], "pixel_values": torch.zeros(1, 3, 2, 2),
+             "cross_attention_mask": torch.tensor([[[0, 0]], [[1, 0]], [[1, 1]]])[None]}
+    keys = set(ExampleEncoder.token_keys(first))
+    assert keys == {"input_ids", "cross_attention_mask"}  # by shape (1, tokens, ...), and not pixels
+    mask = ExampleEncoder.extend("cross_attention_mask", first["cross_attention_mask"][0], 5)
+    assert mask.tolist() == [[[0, 0]], [[1, 0]], [[1, 1]], [[1, 1]], [[1, 1]]]  # the last prompt row
+    # token_type_ids 0 over the whole first prompt are segment ids (PaliGemma): the rest is 1
+    assert ExampleEncoder.extend("token_type_ids", torch.zeros(3, dtype=torch.long), 5).tolist() == [0, 0, 0, 1, 1]
+    # ...but where they mark image tokens (Gemma 3) the appended text is type 0, as are mm types
+    assert ExampleEncoder.extend("token_type_ids", torch.tensor([0, 1, 0]), 5).tolist() == [0, 1, 0, 0, 0]
+    assert ExampleEncoder.extend("mm_token_type_ids", torch.tensor([1, 1, 0]), 4).tolist() == [1, 1, 0, 0]
+    features = []
+    for length, tiles in ((5, 2), (3, 3)):
+        feature = Encoded(input_ids=torch.ones(length, dtype=torch.long), labels=torch.ones(length, dtype=torch.long),
+                          attention_mask=torch.ones(length, dtype=torch.long), extra_mask=torch.ones(length, 1, tiles),
+                          pixel_values=torch.zeros(1, 3, 2, 2))
+        feature.token_keys = frozenset({"extra_mask"})
+        features.append(feature)
+    batch = collate(features, pad_token_id=7)
+    assert batch["extra_mask"].shape == (2, 5, 1, 3) and batch["pixel_values"].shape == (2, 3, 2, 2)
+    assert batch["extra_mask"][0, :, :, 2].sum() == 0 and batch["extra_mask"][1, 3:].sum() == 0
+    assert batch["input_ids"][1].tolist() == [1, 1, 1, 7, 7] and batch["labels"][1, 3:].tolist() == [-100, -100]
+
+
+@pytest.mark.parametrize("preset", ["paligemma2-tiny", "mllama-tiny"])
+def test_multi_turn_answers_see_no_later_token(preset: str, tiny_world: Path, tmp_path: Path) -> None:
+    """A token of the first answer changes no logit before it (PaliGemma: the later prompts are
+    suffix, not prefix; Mllama: the cross-attention mask covers every token), and a padded batch
+    of two runs."""
+    import torch
+
+    from vila2.data.mixture import build_examples
+    from vila2.models.checkpoint import load
+    from vila2.models.presets import build
+    from vila2.training.collate import ExampleEncoder, collate
+    from vila2.world import world_texts
+
+    model, processor = load(build(preset, tmp_path / preset, texts=world_texts(tiny_world), seed=0))
+    model.eval()
+    examples = build_examples(_sft(tiny_world), seed=0)
+    chosen = [next(e for e in examples if len(e["conversations"]) >= 4),
+              next(e for e in examples if len(e["conversations"]) == 2)]
+    encoder = ExampleEncoder(processor, 400)
+    features = [encoder(e) for e in chosen]
+    with torch.no_grad():
+        assert torch.isfinite(model(**collate(features, processor.tokenizer.pad_token_id)).loss)
+    one = collate(features[:1], processor.tokenizer.pad_token_id)
+    labels = one.pop("labels")[0]
+    first_answer = int((labels != -100).nonzero()[0]) + 1  # a token the first answer predicts
+    assert (labels[first_answer + 1:] != -100).any()  # later turns follow it
+    changed = {k: v.clone() for k, v in one.items()}
+    words = [processor.tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in (" red", " blue")]
+    changed["input_ids"][0, first_answer] = words[int(one["input_ids"][0, first_answer]) == words[0]]
+    with torch.no_grad():
+        a = model(**one, use_cache=False).logits[0, :first_answer]
+        b = model(**changed, use_cache=False).logits[0, :first_answer]
+    assert float((a - b).abs().max()) < 1e-5
+
+
 @pytest.mark.parametrize("arch", ["llava-tiny", "qwen2vl-tiny", "idefics3-tiny"])
 def test_each_architecture_learns_and_round_trips(arch: str, arch_models: dict[str, Path], tiny_world: Path,
                                                   tmp_path: Path) -> None:

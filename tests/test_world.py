@@ -38,8 +38,19 @@ def test_layout_and_sizes(tiny_world: Path) -> None:
     assert Dataset.open(tiny_world / "pretrain").layers() == ["alt"]
     for name in ("sft", "spatial", "grounding", "ocr"):
         ds = Dataset.open(tiny_world / name)
-        assert ds.layers() == ["conversations"] and ds.layer("conversations").kind == "conversation"
-        assert ds.num_samples == expected[name] and ds.layer("conversations").is_complete()
+        # sft also holds its conversations with a description turn on every VQA image
+        assert ds.layers() == (["conversations", "described"] if name == "sft" else ["conversations"])
+        assert all(ds.layer(layer).kind == "conversation" and ds.layer(layer).is_complete() for layer in ds.layers())
+        assert ds.num_samples == expected[name]
+    sft = Dataset.open(tiny_world / "sft")
+    plain, described = sft.layer("conversations").texts(), sft.layer("described").texts()
+    for sample_id, text in plain.items():
+        turns, more = json.loads(text), json.loads(described[sample_id])
+        if sample_id.startswith("seed-"):
+            assert more == turns
+        else:  # the same questions and answers, one description turn (two messages) added
+            assert len(more) == len(turns) + 2
+            assert {t["value"].replace("<image>\n", "") for t in turns} <= {t["value"].replace("<image>\n", "") for t in more}
     for name in BENCHES:
         ds = Dataset.open(tiny_world / "bench" / name)
         assert ds.layers() == ["conversations", "truth"]

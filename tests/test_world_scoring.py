@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -13,6 +14,7 @@ from vila2.world.scoring import (
     caption_score,
     chair_i,
     hallucinated,
+    mention_spans,
     mentions,
     normalize_answer,
     object_recall,
@@ -82,3 +84,19 @@ def test_caption_score() -> None:
 def test_chair_i_is_the_ratio_of_averaged_counts() -> None:
     assert chair_i({"mentioned": 2.0, "hallucinated": 0.5}) == 0.25
     assert chair_i({"mentioned": 0.0, "hallucinated": 0.0}) == 0.0
+
+
+def test_mention_spans_find_the_mentions_in_place() -> None:
+    texts = ['A large red circle and two small squares. A "circle" is written.',
+             "a big green cross and the yellow triangles", "a red stock photo circle", "RED Circle!", "",
+             describe(SCENE)]
+    for text in texts:
+        spans = mention_spans(text)
+        assert {m for *_, m in spans} == mentions(text), text
+        starts = [s for s, _, _ in spans]
+        assert starts == sorted(starts) and all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
+    text = 'A large red circle and two small squares. A "circle" is written.'
+    spans = mention_spans(text)
+    assert [(text[s:e], m) for s, e, m in spans] == [("red circle", ("red", "circle")), ("squares", (None, "square"))]
+    text = "RED Circle!"
+    assert [text[s:e] for s, e, _ in mention_spans(text)] == ["RED Circle"]

@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "finetune": "finetune",
     "eval": "eval",
     "plugins": "plugins",
+    "preset": "preset",
 }
 
 

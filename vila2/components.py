@@ -156,12 +156,37 @@ class Evaluator:
     plugin: str | None = None
 
 
-Component = Captioner | Filter | Specialist | Evaluator
+@dataclass(frozen=True)
+class Executor:
+    """Runs the recaption engine's shards: in this process, or on a cluster's workers.
+
+    ``run(job, settings) -> (captioned, seconds)``: caption every shard of ``job.pending()``
+    this process is responsible for, each with ``job.caption_shard(shard, job.load())`` on some
+    worker (one loaded captioner per worker), and return how many samples were captioned and the
+    seconds it took. ``job`` is a picklable ``vila2.captioning.engine.CaptionJob``; the engine
+    has already created the layer with its provenance, and every shard a worker writes carries
+    its own completion marker, so a killed run resumes from the shards already written.
+    ``settings`` are the defaults here with what the caller set (unknown keys are refused).
+    ``in_process=True`` tells the engine the shards are captioned in the calling process: it
+    then loads the captioner there before creating a new layer (``job.caption``), so a model
+    that cannot load leaves no layer behind.
+    """
+
+    name: str
+    run: Callable[[Any, Mapping[str, Any]], tuple[int, float]]
+    in_process: bool = False
+    description: str = ""
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    plugin: str | None = None
+
+
+Component = Captioner | Filter | Specialist | Evaluator | Executor
 KINDS: dict[str, type] = {
     "captioner": Captioner,
     "filter": Filter,
     "specialist": Specialist,
     "evaluator": Evaluator,
+    "executor": Executor,
 }
 
 

@@ -63,6 +63,41 @@ def register_evaluators(register: Any) -> None:
 
 
 @hookspec
+def register_executors(register: Any) -> None:
+    """Add executors, the engines that run caption shards, with ``register(Executor(...))``.
+
+    An executor's ``run(job, settings)`` captions ``job.pending()`` with one captioner per worker
+    (``job.load()``) and ``job.caption_shard(shard, caption)`` per shard, and returns
+    ``(samples captioned, seconds)``; see :class:`vila2.components.Executor`. It is chosen with
+    ``vila2 caption --executor NAME`` or a recipe's ``self_augment.executor``; the built-in
+    ``local`` runs in this process (each rank's shards under ``accelerate launch``).
+
+    Example::
+
+        from concurrent.futures import ProcessPoolExecutor
+        from vila2.components import Executor
+
+        loaded = None
+
+        def start(job):  # one captioner per worker process
+            global loaded
+            loaded = job.load()
+
+        def work(job, shard):
+            return job.caption_shard(shard, loaded)
+
+        def run_processes(job, settings):
+            shards = job.pending()
+            with ProcessPoolExecutor(settings["processes"], initializer=start, initargs=(job,)) as pool:
+                return sum(pool.map(work, [job] * len(shards), shards)), 0.0
+
+        @vila2.hookimpl
+        def register_executors(register):
+            register(Executor("processes", run=run_processes, settings={"processes": 4}))
+    """
+
+
+@hookspec
 def register_commands(cli: Any) -> None:
     """Add sub-commands to the ``vila2`` click group.
 

@@ -33,6 +33,7 @@ from vila2.components import (
     Captioner,
     ComponentError,
     Evaluator,
+    Executor,
     Filter,
     Specialist,
     validate,
@@ -297,6 +298,10 @@ class Host:
 
     def evaluators(self) -> dict[str, Evaluator]:
         return self.components("evaluator")
+
+    def executors(self) -> dict[str, Executor]:
+        """Where caption shards can run (``local`` built in; ``ray`` with ``vila2-ray``)."""
+        return self.components("executor")
 
     def get(self, kind: str, name: str) -> Any:
         """One component by name; an unknown name lists the ones that exist."""

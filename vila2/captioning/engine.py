@@ -21,6 +21,12 @@ How it keeps work safe and fast:
 * **Batches.** The captioner gets a few batches' worth of images per call, so it can sort them
   by prompt length (see :class:`vila2.models.generation.Generator`); a worker thread decodes the next
   call's images meanwhile.
+* **Executors.** Where the shards are captioned is a plugin's choice (``register_executors``):
+  the engine resolves everything and creates the layer (with its provenance), then hands the
+  executor a picklable :class:`CaptionJob`; each worker loads the captioner once and calls
+  :meth:`CaptionJob.caption_shard`, which writes the same shards and markers wherever it runs.
+  The built-in ``local`` executor runs them in this process (one rank's share under
+  ``accelerate launch``); ``vila2-ray`` runs them on a Ray cluster.
 * **Errors.** When a captioner call fails, its images are captioned one by one to find the
   samples at fault. A sample the captioner or a filter fails on is named with the plugin; with
   ``on_error="skip"`` it gets an empty, not-kept row whose ``meta["error"]`` says why, and the
@@ -34,22 +40,27 @@ import hashlib
 import itertools
 import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vila2.captioning.filters import FilterError, FilterStep, apply_filters, resolve_filters
 from vila2.captioning.prompts import choose_prompt, prompt_set_name, resolve_prompts
 from vila2.captioning.summary import CaptionSummary, summarize
-from vila2.components import Captioner, Filter
-from vila2.errors import CaptionError
+from vila2.components import Captioner, CaptionFn, Executor, Filter
+from vila2.errors import CaptionError, PluginError
 from vila2.models.checkpoint import model_hash
 
 #: batches handed to the captioner per call: enough for length bucketing to pay off
 BATCHES_PER_CALL = 4
 #: failed samples a summary quotes (all of them are in the layer's rows)
 ON_ERROR = ("skip", "stop")
+#: the executor a caption run uses unless told otherwise (``vila2/default_plugins/executors.py``)
+DEFAULT_EXECUTOR = "local"
+#: where the executors vila2 knows of come from, for the error that names a missing one
+EXECUTOR_PACKAGES = {"ray": "vila2-ray"}
 
 
 
@@ -68,6 +79,8 @@ def caption_dataset(
     on_error: str = "skip",
     seed: int = 0,
     progress: bool = True,
+    executor: str = DEFAULT_EXECUTOR,
+    executor_settings: Mapping[str, Any] | None = None,
 ) -> CaptionSummary:
     """Caption every image of ``dataset`` (a folder or :class:`vila2.data.Dataset`) into the
     caption layer ``layer``, resuming it if an earlier run with the same provenance stopped.
@@ -79,9 +92,11 @@ def caption_dataset(
     * ``settings``: the captioner's settings (``do_sample``, ``temperature``, ``top_p``, ``stop``,
       ``dtype``, ``device``...) on top of ``batch_size`` and ``max_new_tokens``.
     * ``on_error``: ``"skip"`` records a failing sample and goes on; ``"stop"`` raises.
+    * ``executor``: a registered executor's name (``local``: this process, or this rank's shards
+      under ``accelerate launch``; ``ray`` with ``vila2-ray``); ``executor_settings`` override its
+      settings (``{"address": ...}`` for ``ray``). The layer is the same whichever runs it.
     """
     from vila2.data import Dataset
-    from vila2.distributed import process_state
     from vila2.plugins import get_host
 
     if on_error not in ON_ERROR:
@@ -91,18 +106,23 @@ def caption_dataset(
     ds = dataset if isinstance(dataset, Dataset) else Dataset.open(dataset)
     host = get_host()
     component: Captioner = host.get("captioner", captioner)
+    runner = find_executor(executor, host)
+    run_settings = executor_settings_for(runner, executor_settings)
     prompt_list = resolve_prompts(prompts)
     steps = resolve_filters(filters, host)
     load_settings = {**component.settings, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
                      **(settings or {})}
-    state = process_state()
-    # a new layer's captioner loads first, so a bad model or setting leaves no layer behind;
-    # a finished layer's rerun loads nothing
-    caption = None if layer in ds.layers() else load_captioner(component, model, load_settings)
-    writer = ds.create_layer(
+    # an in-process executor's new layer loads its captioner first, so a bad model or setting
+    # leaves no layer behind; a finished layer's rerun loads nothing
+    preload = runner.in_process and layer not in ds.layers()
+    caption = load_captioner(component, model, load_settings) if preload else None
+    # a local model by its absolute path: a worker elsewhere (another process, a Ray actor) has
+    # another working folder
+    where = None if model is None else str(Path(model).resolve()) if Path(str(model)).exists() else str(model)
+    ds.create_layer(  # the layer and its provenance, or the unfinished one resumed
         layer, "caption",
         producer=f"{component.plugin}:{component.name}",
-        model=None if model is None else str(Path(model).resolve()) if Path(str(model)).exists() else str(model),
+        model=where,
         model_hash=None if model is None else model_hash(str(model)),
         round=round,
         prompt_set=prompt_set_name(prompts),
@@ -114,20 +134,144 @@ def caption_dataset(
             "seed": seed,
         },
     )
-    pending = writer.pending_shards(state.process_index, state.num_processes)
-    new, seconds = 0, 0.0
-    if pending:
-        if caption is None:
-            caption = load_captioner(component, model, load_settings)
-        new, seconds = _caption_shards(
-            ds, writer, pending, component, caption, prompt_list, steps, seed,
-            chunk=batch_size * BATCHES_PER_CALL, on_error=on_error,
-            progress=progress and state.is_local_main_process,
-            desc=f"caption {layer}"
-            + (f" [rank {state.process_index} of {state.num_processes}]" if state.num_processes > 1 else ""),
-        )
-    state.wait_for_everyone()
+    job = CaptionJob(
+        dataset=str(Path(ds.path).resolve()), layer=layer, captioner=component, model=where,
+        settings=load_settings, prompts=tuple(prompt_list), filters=tuple(steps), seed=seed,
+        chunk=batch_size * BATCHES_PER_CALL, on_error=on_error, progress=progress,
+        rows={entry["name"]: int(entry["rows"]) for entry in ds.manifest["shards"]}, caption=caption,
+    )
+    new, seconds = run_executor(runner, job, run_settings)
     return summarize(ds, layer, new=new, seconds=seconds)
+
+
+def find_executor(name: str, host: Any) -> Executor:
+    """The registered executor ``name``; a missing one that a package brings says which."""
+    try:
+        return host.get("executor", name)
+    except PluginError as exc:
+        if name in EXECUTOR_PACKAGES:
+            raise PluginError(f"{exc} `pip install {EXECUTOR_PACKAGES[name]}` adds it.") from None
+        raise
+
+
+def executor_settings_for(runner: Executor, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The executor's default settings with ``overrides``; a key it does not declare is refused."""
+    unknown = sorted(set(overrides or {}) - set(runner.settings))
+    if unknown:
+        offered = ", ".join(sorted(runner.settings)) or "none"
+        raise ValueError(f"executor {runner.name!r} (plugin {runner.plugin!r}) has no setting "
+                         f"{', '.join(unknown)}; its settings: {offered}")
+    return {**runner.settings, **(overrides or {})}
+
+
+def run_executor(runner: Executor, job: CaptionJob, settings: Mapping[str, Any]) -> tuple[int, float]:
+    """``runner.run(job, settings)``, checked: it must return ``(captioned, seconds)``."""
+    out = runner.run(job, settings)
+    if (not isinstance(out, tuple) or len(out) != 2 or not isinstance(out[0], int)
+            or not isinstance(out[1], (int, float))):
+        raise PluginError(f"executor {runner.name!r} (plugin {runner.plugin!r}) returned {out!r}; "
+                          "it must return (samples captioned, seconds)")
+    return out[0], float(out[1])
+
+
+@dataclass
+class CaptionJob:
+    """One caption layer's work, as an executor gets it: everything a worker needs, picklable
+    (a worker process or a Ray actor gets a copy; the captioner ``caption`` the engine may have
+    loaded in this process stays behind).
+
+    An executor calls :meth:`pending` for the shards to do, gives each worker one captioner from
+    :meth:`load`, and has it call :meth:`caption_shard` on each of its shards — in any order, on
+    any worker: each shard is captioned alone (own seed, own filter state) and written with its
+    completion marker, so the layer equals a single-process run's. :meth:`run_shards` is the
+    whole loop in one process.
+    """
+
+    dataset: str
+    layer: str
+    captioner: Captioner
+    model: str | None
+    settings: Mapping[str, Any]
+    prompts: tuple[str, ...]
+    filters: tuple[FilterStep, ...]
+    seed: int
+    chunk: int
+    on_error: str
+    progress: bool
+    rows: Mapping[str, int]
+    caption: CaptionFn | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "caption": None}
+
+    def _writer(self) -> Any:
+        from vila2.data import Dataset
+        from vila2.data.layer import LayerWriter
+
+        return LayerWriter(Dataset.open(self.dataset), self.layer)
+
+    def pending(self, rank: int = 0, world_size: int = 1) -> list[str]:
+        """Shards not finished yet (those of ``rank`` when ``world_size`` processes share them)."""
+        return self._writer().pending_shards(rank, world_size)
+
+    def samples(self, shards: Sequence[str]) -> int:
+        """How many samples ``shards`` hold (for progress bars)."""
+        return sum(self.rows[shard] for shard in shards)
+
+    def load(self) -> CaptionFn:
+        """The captioner, loaded (the one the engine loaded here, if any): once per worker."""
+        return self.caption if self.caption is not None else load_captioner(self.captioner, self.model,
+                                                                             self.settings)
+
+    def caption_shard(self, shard: str, caption: CaptionFn, *, pool: ThreadPoolExecutor | None = None,
+                      on_chunk: Callable[[int], None] | None = None) -> int:
+        """Caption, filter and write one shard (temp file, rename, ``.done`` marker); returns the
+        samples captioned without error (0 for a shard another worker finished meanwhile).
+
+        Seeds the random generators from ``(seed, shard)``: the caller restores its own if it
+        must (see :meth:`run_shards`). ``pool`` decodes the next chunk's images while this one
+        is captioned; ``on_chunk(n)`` is told after each chunk of ``n`` samples."""
+        writer = self._writer()
+        if (writer.path / f"{shard}.done").exists():
+            return 0
+        if pool is None:
+            with ThreadPoolExecutor(max_workers=1) as own:
+                return self.caption_shard(shard, caption, pool=own, on_chunk=on_chunk)
+        _seed_shard(self.seed, shard)
+        shard_state: dict[str, Any] = {}
+        rows: list[dict[str, Any]] = []
+        for samples, images, errors in _decoded_chunks(writer.dataset, shard, self.chunk, pool):
+            rows += _caption_chunk(samples, images, errors, shard, shard_state, caption, self.captioner,
+                                   self.prompts, self.filters, self.seed, self.on_error)
+            if on_chunk is not None:
+                on_chunk(len(samples))
+        writer.write_shard(shard, rows)
+        return sum(1 for row in rows if "error" not in row["meta"])
+
+    def run_shards(self, shards: Sequence[str], caption: CaptionFn, *, progress: bool = False,
+                   desc: str | None = None) -> tuple[int, float]:
+        """Caption ``shards`` one after another in this process, with a progress bar; returns how
+        many samples were captioned and the seconds it took. The caller's random streams are
+        restored afterwards."""
+        import torch
+        from tqdm.auto import tqdm
+
+        started = time.perf_counter()
+        bar = tqdm(total=self.samples(shards), unit="img", desc=desc or f"caption {self.layer}",
+                   disable=not progress, dynamic_ncols=True)
+        new = 0
+        python_rng = random.getstate()
+        # per-shard seeds must not leak into the caller's random streams; one worker decodes the
+        # next chunk's images while the captioner works on this one
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices), ThreadPoolExecutor(max_workers=1) as pool:
+            try:
+                for shard in shards:
+                    new += self.caption_shard(shard, caption, pool=pool, on_chunk=bar.update)
+            finally:
+                bar.close()
+                random.setstate(python_rng)
+        return new, time.perf_counter() - started
 
 
 def load_captioner(component: Captioner, model: str | Path | None, settings: Mapping[str, Any]) -> Any:
@@ -139,42 +283,6 @@ def load_captioner(component: Captioner, model: str | Path | None, settings: Map
             f"captioner {component.name!r} (plugin {component.plugin!r}) could not load"
             + (f" model {model}" if model is not None else "") + f": {exc}"
         ) from exc
-
-
-def _caption_shards(
-    ds: Any, writer: Any, shards: list[str], component: Captioner, caption: Any,
-    prompts: Sequence[str], steps: Sequence[FilterStep], seed: int, *, chunk: int, on_error: str,
-    progress: bool, desc: str,
-) -> tuple[int, float]:
-    """Caption ``shards``; returns how many samples were captioned and the seconds it took."""
-    import torch
-    from tqdm.auto import tqdm
-
-    started = time.perf_counter()
-    rows_per_shard = {entry["name"]: int(entry["rows"]) for entry in ds.manifest["shards"]}
-    bar = tqdm(total=sum(rows_per_shard[s] for s in shards), unit="img", desc=desc, disable=not progress,
-               dynamic_ncols=True)
-    new = 0
-    python_rng = random.getstate()
-    # per-shard seeds must not leak into the caller's random streams; one worker decodes the
-    # next chunk's images while the captioner works on this one
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices), ThreadPoolExecutor(max_workers=1) as pool:
-        try:
-            for shard in shards:
-                _seed_shard(seed, shard)
-                shard_state: dict[str, Any] = {}
-                rows: list[dict[str, Any]] = []
-                for samples, images, errors in _decoded_chunks(ds, shard, chunk, pool):
-                    rows += _caption_chunk(samples, images, errors, shard, shard_state, caption, component,
-                                           prompts, steps, seed, on_error)
-                    bar.update(len(samples))
-                writer.write_shard(shard, rows)
-                new += sum(1 for row in rows if "error" not in row["meta"])
-        finally:
-            bar.close()
-            random.setstate(python_rng)
-    return new, time.perf_counter() - started
 
 
 def _decoded_chunks(
@@ -246,8 +354,6 @@ def _run_captioner(
 ) -> dict[int, str]:
     """Caption the decodable images in one call; if that call raises, caption them one at a time
     to find the samples at fault (recorded in ``errors``)."""
-    from vila2.plugins import PluginError
-
     order = sorted(images)
 
     def call(indices: list[int]) -> list[str]:
@@ -289,11 +395,16 @@ def _run_captioner(
 
 __all__ = [
     "BATCHES_PER_CALL",
+    "DEFAULT_EXECUTOR",
+    "EXECUTOR_PACKAGES",
     "CaptionError",
+    "CaptionJob",
     "CaptionSummary",
     "FilterStep",
     "apply_filters",
     "caption_dataset",
+    "executor_settings_for",
+    "find_executor",
     "resolve_filters",
     "summarize",
 ]

@@ -58,14 +58,24 @@ def parse_filter(spec: str) -> str | dict[str, Any]:
 @click.option("--seed", default=0, show_default=True, help="Seed for prompt choice and sampling.")
 @click.option("--on-error", type=click.Choice(["skip", "stop"]), default="skip", show_default=True,
               help="skip: record a failing sample and go on; stop: stop the run.")
+@click.option("--executor", default="local", show_default=True,
+              help="Where the shards run: local (this process; each rank's share under accelerate "
+                   "launch) or a plugin's executor, e.g. ray (pip install vila2-ray).")
+@click.option("--address", default=None,
+              help="The executor's cluster address (ray: host:6379 or ray://host:10001; "
+                   "default: RAY_ADDRESS, else a local cluster).")
+@click.option("--executor-set", "executor_settings", multiple=True, metavar="KEY=VALUE",
+              help="Executor setting, e.g. --executor-set actors=8 (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @plugin_option
 def command(dataset: str, model: str | None, layer: str, captioner: str, prompts: str, filters: tuple[str, ...],
             batch_size: int, max_new_tokens: int, round_: int | None, settings: tuple[str, ...],
-            seed: int, on_error: str, as_json: bool) -> None:
+            seed: int, on_error: str, executor: str, address: str | None,
+            executor_settings: tuple[str, ...], as_json: bool) -> None:
     """Caption every image of DATASET into the layer --layer; a rerun resumes an unfinished layer.
 
     Runs on many processes with `accelerate launch -m vila2 caption ...`: each takes its shards.
+    With `--executor ray [--address ADDR]` (vila2-ray) a Ray cluster's actors take them.
     """
     from vila2.captioning.engine import CaptionError, caption_dataset
     from vila2.data import StoreError
@@ -74,11 +84,17 @@ def command(dataset: str, model: str | None, layer: str, captioner: str, prompts
     captioner_settings: dict[str, Any] = {}
     for item in settings:
         captioner_settings.update(_pairs(item, "--set"))
+    run_settings: dict[str, Any] = {}
+    for item in executor_settings:
+        run_settings.update(_pairs(item, "--executor-set"))
+    if address is not None:
+        run_settings["address"] = address
     try:
         summary = caption_dataset(
             dataset, model=model, layer=layer, captioner=captioner, prompts=prompts,
             filters=[parse_filter(f) for f in filters], round=round_, batch_size=batch_size,
             max_new_tokens=max_new_tokens, settings=captioner_settings, on_error=on_error, seed=seed,
+            executor=executor, executor_settings=run_settings,
         )
     except (CaptionError, StoreError, ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -28,17 +28,26 @@ def _setting(text: str) -> tuple[str, Any]:
 @click.option("--data", type=click.Path(exists=True), help="Domain data (LLaVA JSON or a dataset folder).")
 @click.option("--world", type=click.Path(exists=True, file_okay=False),
               help="Embedded world folder the specialist takes its domain set from.")
+@click.option("--lora-targets", "lora_targets", metavar="ROLES",
+              help="What LoRA adapts, by role: language (default), projector, vision; comma-separated, "
+                   "e.g. language,projector. Recorded in the adapter's vila2_lora.json.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="LoRA/training setting, e.g. --set r=8 --set max_steps=50 (repeatable).")
 @plugin_option
 def command(specialist: str, model: str, out: str, data: str | None, world: str | None,
-            settings: tuple[str, ...]) -> None:
+            lora_targets: str | None, settings: tuple[str, ...]) -> None:
     """Prepare SPECIALIST's domain data and fine-tune it from --model.
 
     The specialist comes from a plugin; the fine-tune is the `finetune_specialist` hook
     (built in: LoRA with peft). The result loads with `vila2.models.checkpoint.load`.
     """
+    from vila2.models.lora import parse_targets
     from vila2.plugins import get_host
+
+    values = dict(_setting(s) for s in settings)
+    if lora_targets is not None:
+        # checked before any data is prepared; the roles resolve to module names per model family
+        values["targets"] = parse_targets(lora_targets)
 
     host = get_host()
     component = host.get("specialist", specialist)
@@ -48,7 +57,7 @@ def command(specialist: str, model: str, out: str, data: str | None, world: str 
     prepared = component.prepare_data(data, world, str(data_dir))
     result = host.hook.finetune_specialist(
         specialist=component, base_model=model, data=str(prepared), out_dir=str(out_dir),
-        settings=dict(_setting(s) for s in settings),
+        settings=values,
     )
     if result is None:
         raise click.ClickException(f"no plugin fine-tuned specialist {specialist!r} (every finetune_specialist declined)")

@@ -162,8 +162,11 @@ class Generator:
         return answers
 
     def _generate(self, images: list[Any], texts: list[str]) -> list[str]:
+        # one image per prompt, as a nested list: processors that read images per sample (Mllama's
+        # cross-attention masks) require it, and every other processor accepts it
         inputs = self.processor(
-            images=images, text=texts, return_tensors="pt", padding=True, padding_side=self.padding_side
+            images=[[image] for image in images], text=texts, return_tensors="pt", padding=True,
+            padding_side=self.padding_side,
         )
         inputs = inputs.to(self.model.device)
         pixels = inputs.get("pixel_values")

@@ -96,6 +96,9 @@ class ModelSpec(_Strict):
     preset: str | None = None
     checkpoint: str | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)
+    #: a pretrained vision tower for the preset (``world-tower``: the one shipped with vila2,
+    #: built by ``vila2 preset tower``; or a folder holding ``tower.safetensors``)
+    vision_tower: str | None = None
     trust_remote_code: bool = False
 
     @field_validator("trust_remote_code")
@@ -113,6 +116,8 @@ class ModelSpec(_Strict):
             raise ValueError("give exactly one of 'preset' (e.g. llava-tiny) or 'checkpoint' (a folder)")
         if self.checkpoint is not None and self.overrides:
             raise ValueError("'overrides' apply to a preset only")
+        if self.checkpoint is not None and self.vision_tower is not None:
+            raise ValueError("'vision_tower' applies to a preset only")
         return self
 
 
@@ -145,11 +150,13 @@ class Stage(Hyper):
     """One training stage: which parameters train and on which data.
 
     ``data`` lists the parts of the mixture this stage sees: ``captions`` (the pretraining images
-    with this round's caption template) and ``sft`` (the conversation sets).
+    with this round's caption template), ``sft`` (the conversation sets) and, with the embedded
+    world, ``sft_described`` (its SFT images with a description turn on each: a starting point
+    that describes is warmed up on it; never the pretraining images).
     """
 
     name: Literal["align", "pretrain", "sft"]
-    data: list[Literal["captions", "sft"]] = Field(min_length=1)
+    data: list[Literal["captions", "sft", "sft_described"]] = Field(min_length=1)
 
 
 class Training(Hyper):
@@ -189,6 +196,10 @@ class SelfAugment(_Strict):
     max_new_tokens: int = Field(96, ge=1)
     stop_when: StopWhen | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
+    executor: str = Field("local", pattern=NAME_PATTERN,
+                          description="where recaption shards run: local, or a plugin's (ray)")
+    executor_settings: dict[str, Any] = Field(default_factory=dict,
+                                              description="the executor's settings (ray: address, actors...)")
 
     @field_validator("filters", mode="before")
     @classmethod
@@ -235,6 +246,7 @@ class Recipe(_Strict):
     seed: int = 0
     on_error: Literal["skip", "stop"] = "stop"
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    processes: int = Field(1, ge=1, le=64, description="processes per training step (accelerate; DDP)")
     plugins: list[str] = Field(default_factory=list)
     data: Data
     model: ModelSpec

@@ -4,11 +4,19 @@ The pipeline hands over *where* each number lives (a row per model naming its ev
 and caption statistics file); this module reads every number from those files, so each figure in
 the report can be traced to a file of the run. Scores are shown as percentages (×100), one
 decimal, as in the paper's tables.
+
+Besides the paper's table the report shows whether gains are real and what the loop does to the
+data: each score's difference from the row before it with a 95% paired-bootstrap interval (from
+the per-sample ``<benchmark>.jsonl`` every evaluator writes beside its ``result.json``), the
+quality of every caption layer a model was trained on (``caption_stats.json``'s ``quality``),
+how much each model's answers depend on its image (the ``*_shuffled`` and ``loss_gap`` metrics),
+and a gallery, ``report.html`` (:mod:`vila2.pipeline.gallery`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +26,15 @@ from vila2.pipeline.steps import write_json
 RESULT_FILE = "result.json"  # what an evaluation step writes: vila2.EvalResult.to_dict()
 CAPTION_STATS_FILE = "caption_stats.json"  # what a caption step writes: {"mean_words", ...}
 
+
+GALLERY_FILE = "report.html"
+#: the paired bootstrap of score differences: resamples, seed and interval (fixed: reports of
+#: the same run files are identical)
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+BOOTSTRAP_LEVEL = 0.95
+#: image-dependence metrics an evaluator may report beside a benchmark's primary metric
+LOSS_METRICS = ("answer_loss", "answer_loss_shuffled", "loss_gap")
 
 #: names under which caption benchmarks report object hallucination, preferred first
 HALLUCINATION_METRICS = ("chair_i", "hallucination_rate", "hallucination", "chair_s")
@@ -46,7 +63,139 @@ def _score(run_dir: Path, rel: str) -> dict[str, Any]:
     key = hallucination_metric(metrics)
     if key is not None:
         cell["hallucination"] = {"value": float(metrics[key]), "metric": key, "file": rel}
+    shuffled = f"{result['primary']}_shuffled"
+    if shuffled in metrics or any(k in metrics for k in LOSS_METRICS):
+        cell["image_dependence"] = {
+            k: float(metrics[k]) for k in (shuffled, *LOSS_METRICS) if k in metrics
+        }
     return cell
+
+
+def per_sample(run_dir: Path, rel: str) -> dict[str, float] | None:
+    """``{sample id: primary metric}`` from the per-sample file of the result ``rel``, or
+    ``None`` when the evaluator wrote none (or one without per-sample metrics).
+
+    The file is looked for beside ``result.json`` (``<benchmark>.jsonl``, or the name of the
+    result's ``samples_path``), so a moved run folder still finds it, then at ``samples_path``.
+    A sample is named by its ``id`` (or ``doc_id``); its value is read by :func:`_sample_value`.
+    """
+    result = _read(run_dir, rel)
+    folder = (run_dir / rel).parent
+    candidates = [folder / f"{result.get('benchmark')}.jsonl"]
+    if result.get("samples_path"):
+        candidates += [folder / Path(result["samples_path"]).name, Path(result["samples_path"])]
+    file = next((c for c in candidates if c.is_file()), None)
+    if file is None:
+        return None
+    values: dict[str, float] = {}
+    for line in file.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        value = _sample_value(record, result["primary"])
+        sample_id = record.get("id", record.get("doc_id"))
+        if sample_id is not None and value is not None:
+            values[str(sample_id)] = value
+    return values or None
+
+
+def _sample_value(record: Mapping[str, Any], metric: str) -> float | None:
+    """One sample's ``metric``: under ``metrics`` (vila2's evaluators), at the top level, or for
+    ``accuracy`` the ``correct`` flag (the ``vila2-evals`` back ends' records)."""
+    value = (record.get("metrics") or {}).get(metric, record.get(metric))
+    if value is None and metric == "accuracy" and "correct" in record:
+        value = float(bool(record["correct"]))
+    if isinstance(value, (bool, int, float)) and math.isfinite(value):
+        return float(value)
+    return None  # missing, not a number, or NaN (a sample the evaluator could not score)
+
+
+def paired_bootstrap(new: Mapping[str, float], old: Mapping[str, float], *,
+                     resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                     level: float = BOOTSTRAP_LEVEL) -> dict[str, Any] | None:
+    """The mean difference ``new − old`` over the samples both scored, with a percentile
+    bootstrap interval: the samples are resampled with replacement, in pairs (one sample's two
+    scores stay together, so the interval reflects the models' difference, not how hard the
+    questions are). Deterministic for a fixed ``seed``. ``None`` when no sample is shared."""
+    import numpy as np
+
+    ids = sorted(set(new) & set(old))
+    if not ids:
+        return None
+    diffs = np.array([new[i] - old[i] for i in ids], dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    # resampled in blocks, so a benchmark of 100k samples does not need a 1000 × 100k index array
+    block = max(1, min(resamples, 2_000_000 // len(diffs)))
+    means = np.concatenate([
+        diffs[rng.integers(0, len(diffs), size=(min(block, resamples - start), len(diffs)))].mean(axis=1)
+        for start in range(0, resamples, block)
+    ])
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return {"diff": float(diffs.mean()), "low": float(low), "high": float(high), "n": len(ids),
+            "resamples": resamples, "seed": seed, "level": level}
+
+
+def _reference_rows(rows: Sequence[Mapping[str, Any]], best_round: int | None) -> list[int | None]:
+    """For each row, the row its gains are measured against: a round against the round before
+    it, the final model against the round the specialists started from (the last round when
+    none is named); a specialist is compared with its own base results instead."""
+    rounds = [i for i, r in enumerate(rows) if r["kind"] == "round"]
+    out: list[int | None] = []
+    for i, row in enumerate(rows):
+        if row["kind"] == "round":
+            earlier = [j for j in rounds if j < i]
+            out.append(earlier[-1] if earlier else None)
+        elif row["kind"] == "final" and rounds:
+            named = [j for j in rounds if rows[j].get("round") == best_round]
+            out.append(named[0] if named else rounds[-1])
+        else:
+            out.append(None)
+    return out
+
+
+def gains(root: Path, rows: Sequence[Mapping[str, Any]], best_round: int | None = None) -> list[dict[str, Any]]:
+    """Per row, ``{benchmark: {"vs", "diff", "low", "high", "n", ...}}``: each score against the
+    row before it (see :func:`_reference_rows`), paired by sample id."""
+    refs = _reference_rows(rows, best_round)
+    cache: dict[str, dict[str, float] | None] = {}
+
+    def samples(rel: str) -> dict[str, float] | None:
+        if rel not in cache:
+            cache[rel] = per_sample(root, rel)
+        return cache[rel]
+
+    out: list[dict[str, Any]] = []
+    for row, ref in zip(rows, refs, strict=True):
+        mine: dict[str, Any] = {}
+        if row["kind"] == "specialist":
+            start = f"round {best_round}" if best_round is not None else "its starting round"
+            pairs = [(b, f, (row.get("base_evals") or {}).get(b), start) for b, f in row.get("evals", {}).items()]
+        else:
+            base = rows[ref] if ref is not None else None
+            pairs = [(b, f, base["evals"].get(b) if base else None, base["name"] if base else None)
+                     for b, f in row.get("evals", {}).items()]
+        for benchmark, file, base_file, vs in pairs:
+            if base_file is None:
+                continue
+            a, b = samples(file), samples(base_file)
+            if a is None or b is None:
+                continue
+            interval = paired_bootstrap(a, b)
+            if interval is not None:
+                mine[benchmark] = {"vs": vs, **interval, "files": [file, base_file]}
+        out.append(mine)
+    return out
+
+
+def _quality(run_dir: Path, rel: str) -> dict[str, Any] | None:
+    """The caption layer's quality numbers of a ``caption_stats.json``, with where they are."""
+    stats = _read(run_dir, rel)
+    quality = stats.get("quality")
+    if quality is None:
+        return None
+    return {**quality, "layer": stats.get("layer"), "dataset": stats.get("dataset"),
+            "world": stats.get("world"), "file": rel}
 
 
 def collect(root: str | Path, rows: Sequence[Mapping[str, Any]], **extra: Any) -> dict[str, Any]:
@@ -56,12 +205,15 @@ def collect(root: str | Path, rows: Sequence[Mapping[str, Any]], **extra: Any) -
     result file}, "caption_stats": file or None}``, plus for a specialist ``"domain"`` (its
     benchmark) and ``"base_evals"`` (the self-augmented model's results it is compared with).
     Files are relative to the run folder ``root``. ``extra`` is stored as is (stop reason,
-    errors...).
+    errors...); its ``best_round`` is the round the final model's gains are measured against.
+    Each output row also carries ``caption_quality`` (the caption layer's quality numbers, or
+    ``None``) and ``gains`` (:func:`gains`).
     """
     root = Path(root)
     out_rows = []
     benchmarks: list[str] = []
-    for row in rows:
+    row_gains = gains(root, rows, extra.get("best_round"))
+    for row, gain in zip(rows, row_gains, strict=True):
         scores = {b: _score(root, f) for b, f in row.get("evals", {}).items()}
         for b in scores:
             if b not in benchmarks:
@@ -75,8 +227,11 @@ def collect(root: str | Path, rows: Sequence[Mapping[str, Any]], **extra: Any) -
         if row.get("caption_stats"):
             stats = _read(root, row["caption_stats"])
             out["caption_words"] = {"value": float(stats["mean_words"]), "file": row["caption_stats"]}
+            out["caption_quality"] = _quality(root, row["caption_stats"])
         else:
             out["caption_words"] = None
+            out["caption_quality"] = None
+        out["gains"] = gain
         out_rows.append(out)
     return {"format": "vila2-results", "version": 1, "benchmarks": benchmarks, "rows": out_rows, **extra}
 
@@ -121,6 +276,89 @@ def specialist_table(results: Mapping[str, Any]) -> str:
             f"{_pct(mine and mine['score'])} | {'–' if gain is None else f'{100 * gain:+.1f}'} |"
         )
     return "\n".join(lines)
+
+
+def _plain_table(head: Sequence[str], rows: Sequence[Sequence[str]], numeric_from: int) -> str:
+    """A Markdown table whose columns from ``numeric_from`` on are right-aligned numbers."""
+    align = ["---"] * numeric_from + ["---:"] * (len(head) - numeric_from)
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)
+
+
+def _interval(gain: Mapping[str, Any] | None) -> str:
+    if gain is None:
+        return "–"
+    return f"{100 * gain['diff']:+.1f} [{100 * gain['low']:+.1f}, {100 * gain['high']:+.1f}]"
+
+
+def gains_table(results: Mapping[str, Any]) -> str:
+    """Each row's score differences from the row it is compared with, with 95% intervals."""
+    benchmarks = list(results["benchmarks"])
+    rows = []
+    for row in results["rows"]:
+        row_gains = row.get("gains") or {}
+        if not row_gains:
+            continue
+        vs = sorted({g["vs"] for g in row_gains.values()})
+        rows.append([row["name"], ", ".join(vs), *(_interval(row_gains.get(b)) for b in benchmarks)])
+    if not rows:
+        return ""
+    return _plain_table(["model", "vs", *benchmarks], rows, 2)
+
+
+def _trained_on(row: Mapping[str, Any]) -> str:
+    if row["kind"] == "round":
+        return "alt-text" if row.get("round") == 0 else f"round {row['round'] - 1} recaptions"
+    if row["kind"] == "specialist":
+        return f"{row.get('specialist')} specialist's answers (final model's QA turns)"
+    return "–"
+
+
+def quality_table(results: Mapping[str, Any]) -> str:
+    """One row per caption layer a model was trained on: size, diversity, length and, against
+    the world's ground truth, object recall and the wrong-mention rate."""
+    rows = []
+    for row in results["rows"]:
+        q = row.get("caption_quality")
+        if not q:
+            continue
+        truth = q.get("ground_truth") == "world"
+        rows.append([
+            row["name"], _trained_on(row), f"`{q.get('layer')}`", str(q["captions"]), _pct(q["distinct"]),
+            f"{q['mean_words']:.1f}",
+            _pct(q["object_recall"]) if truth else "no ground truth",
+            _pct(q["wrong_mention_rate"]) if truth else "no ground truth",
+        ])
+    if not rows:
+        return ""
+    head = ["model", "trained on", "layer", "captions", "distinct (%)", "words", "object recall (%)",
+            "wrong mentions (%)"]
+    return _plain_table(head, rows, 3)
+
+
+def image_dependence_table(results: Mapping[str, Any]) -> str:
+    """Per row and benchmark asked with shuffled images: the score with the right and with
+    another sample's image, and the reference answer's loss both ways."""
+    rows = []
+    for row in results["rows"]:
+        for benchmark, cell in row["scores"].items():
+            dep = cell.get("image_dependence")
+            if not dep:
+                continue
+            shuffled = dep.get(f"{cell['metric']}_shuffled")
+            loss, loss_shuffled, gap = (dep.get(k) for k in LOSS_METRICS)
+            rows.append([
+                row["name"], f"{benchmark} ({cell['metric']})", _pct(cell["score"]), _pct(shuffled),
+                "–" if shuffled is None else f"{100 * (cell['score'] - shuffled):+.1f}",
+                "–" if loss is None else f"{loss:.3f}", "–" if loss_shuffled is None else f"{loss_shuffled:.3f}",
+                "–" if gap is None else f"{gap:+.3f}",
+            ])
+    if not rows:
+        return ""
+    head = ["model", "benchmark", "right image", "shuffled images", "gap", "answer loss",
+            "loss, shuffled", "loss gap"]
+    return _plain_table(head, rows, 2)
 
 
 def _round_rows(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -175,8 +413,8 @@ def plot(results: Mapping[str, Any], folder: str | Path) -> list[str]:
     return written
 
 
-def render_markdown(results: Mapping[str, Any], plots: Sequence[str]) -> str:
-    """The whole ``report.md``."""
+def render_markdown(results: Mapping[str, Any], plots: Sequence[str], gallery: str | None = None) -> str:
+    """The whole ``report.md`` (``gallery``: the gallery file's name, linked when given)."""
     parts = [f"# VILA² run: {results.get('name', 'run')}", ""]
     parts += [
         "Scores are percentages on each benchmark (primary metric); *caption words* is the mean "
@@ -190,6 +428,39 @@ def render_markdown(results: Mapping[str, Any], plots: Sequence[str]) -> str:
     spec = specialist_table(results)
     if spec:
         parts += ["## Specialists on their own domain", "", spec, ""]
+    table = gains_table(results)
+    if table:
+        parts += [
+            "## Gains with 95% confidence", "",
+            "Each cell is the score's difference from the model named in *vs*, in points, with a "
+            f"{BOOTSTRAP_LEVEL:.0%} paired-bootstrap interval ({BOOTSTRAP_RESAMPLES:,} resamples of the "
+            f"samples both models answered, seed {BOOTSTRAP_SEED}, from the per-sample files beside each "
+            "`result.json`). An interval that contains 0 is a difference chance could explain.", "",
+            table, "",
+        ]
+    table = quality_table(results)
+    if table:
+        parts += [
+            "## Caption quality per layer", "",
+            "The captions each model was trained on. *Distinct*: share of different texts; *words*: "
+            "mean length; against the world's ground-truth scenes, *object recall*: mean share of an "
+            "image's objects named with their colour and shape, and *wrong mentions*: share of object "
+            "mentions that name no object in the image. The ground truth is read here only, never "
+            "for training.", "",
+            table, "",
+        ]
+    table = image_dependence_table(results)
+    if table:
+        parts += [
+            "## Image dependence", "",
+            "Each question asked again with another sample's image: a model that looks at the image "
+            "loses accuracy (*gap*, in points) and finds the right answer less likely (*loss gap*: the "
+            "reference answer's mean token loss with shuffled images minus with the right ones).", "",
+            table, "",
+        ]
+    if gallery:
+        parts += [f"Gallery: [{gallery}]({gallery}): pretraining images with every caption layer, "
+                  "object mentions marked right or wrong against the ground truth where there is one.", ""]
     stop = results.get("stop")
     if stop:
         parts += [f"Self-augment stopped after round {stop['round']}: {stop['reason']}.", ""]
@@ -202,30 +473,41 @@ def render_markdown(results: Mapping[str, Any], plots: Sequence[str]) -> str:
         parts.append("")
     if plots:
         parts += ["## Plots", ""] + [f"![{p}](plots/{p})" for p in plots] + [""]
-    parts += ["Every number above is read from the evaluation files and caption statistics listed "
-              "in `results.json`.", ""]
+    parts += ["Every number above is read from the evaluation files (each `result.json` and the "
+              "per-sample file beside it) and caption statistics listed in `results.json`.", ""]
     return "\n".join(parts)
 
 
 def write_report(run_dir: str | Path, results: Mapping[str, Any]) -> Path:
-    """Write ``results.json``, ``plots/*.png`` and ``report.md`` into the run folder."""
+    """Write ``results.json``, ``plots/*.png``, ``report.html`` (when a caption layer of the
+    pretraining images is known) and ``report.md`` into the run folder."""
+    from vila2.pipeline.gallery import write_gallery
+
     root = Path(run_dir)
     write_json(root / "results.json", results)
     plots = plot(results, root / "plots")
+    gallery = write_gallery(root, results, root / GALLERY_FILE)
     report = root / "report.md"
     tmp = report.with_name(".report.md.tmp")
-    tmp.write_text(render_markdown(results, plots), encoding="utf-8")
+    tmp.write_text(render_markdown(results, plots, gallery.name if gallery else None), encoding="utf-8")
     tmp.replace(report)
     return report
 
 
 __all__ = [
     "CAPTION_STATS_FILE",
+    "GALLERY_FILE",
     "RESULT_FILE",
     "collect",
+    "gains",
+    "gains_table",
     "hallucination_metric",
+    "image_dependence_table",
     "markdown_table",
+    "paired_bootstrap",
+    "per_sample",
     "plot",
+    "quality_table",
     "render_markdown",
     "specialist_table",
     "write_report",

@@ -151,7 +151,7 @@ class Run:
         """Load the recipe's plugins and resolve every named component; return the specialists.
 
         Everything a user can misspell fails here, before hours of training."""
-        from vila2.captioning.engine import resolve_filters
+        from vila2.captioning.engine import executor_settings_for, find_executor, resolve_filters
         from vila2.plugins import PluginError
 
         for path in self.recipe.plugins:
@@ -161,12 +161,28 @@ class Run:
         try:
             if sa.rounds:
                 self.host.get("captioner", sa.captioner)
+            executor_settings_for(find_executor(sa.executor, self.host), sa.executor_settings)
             resolve_filters(self.filters(), self.host)
             for spec in self.recipe.evaluators:
                 self.host.find_evaluator(spec.name, spec.backend)
         except (PluginError, ValueError) as exc:
             raise RecipeError(f"recipe: {exc}") from None
         return self._specialists()
+
+    def _tower(self, name: str) -> Path:
+        """A tower folder: a packaged one by name (``world-tower``), else a path of the recipe."""
+        from vila2.pipeline.recipe import packaged_recipe
+
+        packaged = packaged_recipe("demo").parent / name
+        folder = packaged if (packaged / "tower.safetensors").is_file() else self.recipe.path(name)
+        if not (folder / "tower.safetensors").is_file():
+            raise RecipeError(f"recipe: model.vision_tower: {folder} holds no tower.safetensors "
+                              "(build one with `vila2 preset tower --out DIR`)")
+        return folder
+
+    def _plugin_files(self) -> list[str]:
+        """The recipe's one-file plugins, for processes started by a step."""
+        return [str(self.recipe.path(p)) for p in self.recipe.plugins]
 
     def check_inputs(self) -> list[str]:
         """What the recipe reads from disk, checked before anything runs: each dataset has the
@@ -317,7 +333,13 @@ class Run:
                 texts = list(world_texts(src.world))
             else:
                 texts = self._texts(src)
-            build(spec.preset, out / "model", texts=texts, seed=self.recipe.seed, **spec.overrides)
+            if spec.vision_tower is None:
+                build(spec.preset, out / "model", texts=texts, seed=self.recipe.seed, **spec.overrides)
+            else:
+                from vila2.training.tower import build_with_tower
+
+                build_with_tower(spec.preset, out / "model", self._tower(spec.vision_tower), texts=texts,
+                                 seed=self.recipe.seed, **spec.overrides)
             return {"model": self.rel(out / "model")}
 
         inputs = self._inputs(["model", "seed"], after, data=None if src.world else self._part("data"))
@@ -342,21 +364,41 @@ class Run:
                 if "sft" in stage.data:
                     mixture += [{"dataset": d, "layers": [layer], "template": "conversation",
                                  "prompt": None, "weight": w} for d, layer, w in src.sft]
+                if "sft_described" in stage.data:
+                    if src.world is None:
+                        raise RecipeError("recipe: training: 'sft_described' is a set of the embedded world "
+                                          "(data.world); with your own data, list it under data.sft")
+                    mixture.append({"dataset": str(Path(src.world) / "sft"), "layers": ["described"],
+                                    "template": "conversation", "prompt": None, "weight": 1.0})
                 stage_out = out / f"{i}-{stage.name}"
-                model = str(train(TrainConfig(
-                    model=model, out=str(stage_out), stage=stage.name, mixture=mixture, seed=seed,
-                    **self.recipe.training.train_settings(stage),
-                )))
+                settings = {"model": model, "out": str(stage_out), "stage": stage.name, "mixture": mixture,
+                            "seed": seed, **self.recipe.training.train_settings(stage)}
+                processes = self.recipe.processes
+                if processes > 1:
+                    from vila2.pipeline.launch import launch
+
+                    # the same effective batch as one process: each rank takes its share
+                    settings["batch_size"] = max(1, TrainConfig(**settings).batch_size // processes)
+                    launch("train", settings, processes=processes, folder=stage_out,
+                           threads=self.recipe.threads, plugin_files=self._plugin_files())
+                    model = str(stage_out)
+                else:
+                    model = str(train(TrainConfig(**settings)))
             return {"model": self.rel(model)}
 
-        inputs = self._inputs(["training", "seed"], [*base_after, *after], captions=captions)
+        # DDP sums gradients in another order than one process: the process count is an input
+        inputs = self._inputs(["training", "seed", "processes"], [*base_after, *after], captions=captions)
         # a killed training step keeps its folder: the trainer resumes from its last checkpoint
         return self.abs(self.folder.run(step, inputs, train, resumable=True)["model"])
 
     def recaption(self, step: str, src: Sources, model: str, layer: str, *, captioner: str,
                  prompts: Any, filters: list[Any], round: int | None, batch_size: int,
-                 max_new_tokens: int, settings: Mapping[str, Any], after: list[str]) -> str:
-        """Recaption the pretraining images into ``layer``; returns the caption statistics file."""
+                 max_new_tokens: int, settings: Mapping[str, Any], after: list[str],
+                 executor: str | None = None, executor_settings: Mapping[str, Any] | None = None) -> str:
+        """Recaption the pretraining images into ``layer``; returns the caption statistics file.
+        ``executor`` (default: the recipe's ``self_augment.executor``) runs the shards; like the
+        batch size it changes where captions are made, not what they are: it is no step input."""
+        sa = self.recipe.self_augment
         from vila2.data import Dataset
 
         def caption(out: Path) -> dict[str, Any]:
@@ -366,10 +408,18 @@ class Run:
                 src.pretrain, model=model, layer=layer, captioner=captioner, prompts=prompts,
                 filters=filters, round=round, batch_size=batch_size, max_new_tokens=max_new_tokens,
                 settings=dict(settings), on_error=self.recipe.on_error, seed=self.recipe.seed,
+                executor=executor or sa.executor,
+                executor_settings=dict(sa.executor_settings if executor_settings is None else executor_settings),
             )
+            from vila2.world.quality import layer_quality
+
             texts = Dataset.open(src.pretrain).layer(layer).texts()
+            # measured after the layer is written, and only into the statistics file: nothing
+            # here reaches training (the ground truth is read for the report alone)
             stats = {"layer": layer, "mean_words": _rounded(mean_words(texts)), "kept": len(texts),
-                     "summary": summary.to_dict()}
+                     "dataset": self.rel_or_abs(src.pretrain),
+                     "world": self.rel_or_abs(src.world) if src.world else None,
+                     "quality": layer_quality(src.pretrain, layer, src.world), "summary": summary.to_dict()}
             write_json(out / CAPTION_STATS_FILE, stats)
             return {"layer": layer, "caption_stats": self.rel(out / CAPTION_STATS_FILE)}
 
@@ -439,9 +489,15 @@ class Run:
         from vila2.data import Dataset
 
         def stats(out: Path) -> dict[str, Any]:
+            from vila2.world.quality import layer_quality
+
             texts = Dataset.open(src.pretrain).layer(src.alt).texts()
-            write_json(out / CAPTION_STATS_FILE, {"layer": src.alt, "mean_words": _rounded(mean_words(texts)),
-                                                  "kept": len(texts)})
+            # measurement only (see recaption): the ground truth goes into this file, nowhere else
+            write_json(out / CAPTION_STATS_FILE, {
+                "layer": src.alt, "mean_words": _rounded(mean_words(texts)), "kept": len(texts),
+                "dataset": self.rel_or_abs(src.pretrain), "world": self.rel_or_abs(src.world) if src.world else None,
+                "quality": layer_quality(src.pretrain, src.alt, src.world),
+            })
             return {"caption_stats": self.rel(out / CAPTION_STATS_FILE)}
 
         inputs = self._inputs([], after, layer=src.alt, dataset=None if src.world else src.pretrain)

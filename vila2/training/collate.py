@@ -5,6 +5,14 @@ trains on exactly the text it is prompted with at inference. The rendered text i
 prompt and answer pieces by rendering growing prefixes of the conversation: the text a prefix
 adds after its generation prompt is that turn's answer (including the end-of-turn marker, so the
 model learns to stop). Prompt pieces — the image tokens among them — get the label -100.
+
+The processor encodes the first prompt piece with the image; the later pieces are tokenized as
+plain text and appended, so every per-token tensor the processor returned is extended along its
+token dimension to cover them (see :meth:`ExampleEncoder.extend`): type ids with the text type,
+any other per-token tensor (Mllama's ``cross_attention_mask``: batch × tokens × images × tiles)
+with the last prompt token's entry. Where ``token_type_ids`` are segment ids — 0 over the whole
+first prompt, image included, as PaliGemma's prefix — every later piece gets 1, the mark
+PaliGemma's processor gives a ``suffix``, so the answers are attended causally, never as prefix.
 """
 
 from __future__ import annotations
@@ -17,10 +25,19 @@ from vila2.errors import EncodingError
 from vila2.models.checkpoint import apply_template, strip_image_marker
 
 IGNORE_INDEX = -100
-# Per-token outputs of a processor, padded with these values; everything else is per image.
+# Per-token outputs of a processor, padded with these values. Any other integer output whose
+# second dimension is the prompt's length is per token too (padded with 0); the rest is per image.
 _TOKEN_KEYS = {"input_ids": None, "attention_mask": 0, "labels": IGNORE_INDEX, "mm_token_type_ids": 0,
-               "token_type_ids": 0}
+               "token_type_ids": 0, "cross_attention_mask": 0}
+# Per-token type ids: the appended text pieces get the text type 0 (but see ExampleEncoder.extend).
+_TYPE_KEYS = ("token_type_ids", "mm_token_type_ids")
 
+
+class Encoded(dict):
+    """One encoded example: a dict of tensors that also names its per-token keys (``token_keys``),
+    so :func:`collate` pads those along the tokens and concatenates the rest."""
+
+    token_keys: frozenset[str] = frozenset()
 
 
 def to_messages(turns: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
@@ -93,8 +110,7 @@ class ExampleEncoder:
             raise EncodingError(f"sample {sample_id!r}: {exc}") from exc
         first = self.processor(images=[self._image(example)], text=[pieces[0][0]], add_special_tokens=False,
                                return_tensors="pt")
-        out = dict(first)
-        ids = [out["input_ids"][0]]
+        ids = [first["input_ids"][0]]
         labels = [torch.full_like(ids[0], IGNORE_INDEX)]
         for text, is_answer in pieces[1:]:
             piece = torch.tensor(self.tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
@@ -108,17 +124,48 @@ class ExampleEncoder:
                 f"more than max_length={self.max_length}"
             )
         input_ids, label_ids = input_ids[: self.max_length], label_ids[: self.max_length]
-        for key in _TOKEN_KEYS:
-            if key in out and key not in ("input_ids", "attention_mask"):
-                # the appended pieces are plain text: type 0 in per-token type ids
-                value = out[key][0]
-                extra = torch.zeros(len(input_ids) - len(value), dtype=value.dtype)
-                out[key] = torch.cat([value, extra])[: len(input_ids)]
+        out = Encoded(first)
+        out.token_keys = frozenset(self.token_keys(first)) | {"input_ids", "attention_mask", "labels"}
+        for key in out.token_keys - {"input_ids", "attention_mask", "labels"}:
+            out[key] = self.extend(key, out[key][0], len(input_ids))
         out["input_ids"], out["labels"] = input_ids, label_ids
         out["attention_mask"] = torch.ones_like(input_ids)
         if self._image_tokens is None:
             self._image_tokens = prompt_length - len(self.tokenizer(pieces[0][0], add_special_tokens=False)["input_ids"])
         return out
+
+    @staticmethod
+    def token_keys(first: Mapping[str, Any]) -> list[str]:
+        """The per-token outputs of the processor for the first prompt (batch of one): the known
+        ones, and any integer or boolean tensor (ids, masks — not pixels) shaped (1, prompt length, ...)."""
+        length = first["input_ids"].shape[1]
+        return [key for key, value in first.items()
+                if key in _TOKEN_KEYS or (tuple(getattr(value, "shape", ())[:2]) == (1, length)
+                                          and not value.is_floating_point())]
+
+    @staticmethod
+    def extend(key: str, value: Any, length: int) -> Any:
+        """One per-token tensor of the first prompt (tokens first), extended (or cut) to ``length``
+        tokens for the plain-text pieces appended after it.
+
+        Type ids give the text type 0 — except ``token_type_ids`` that are 0 all over the first
+        prompt, image tokens included: those are segment ids (PaliGemma's prefix 0, suffix 1, whose
+        mask attends the prefix bidirectionally), so everything after the first prompt gets 1 and is
+        attended causally. Any other per-token tensor repeats the last prompt token's entry: the
+        appended text continues where the prompt ends (Mllama's ``cross_attention_mask`` row: which
+        image tiles a text token after the image attends to).
+        """
+        import torch
+
+        extra = length - len(value)
+        if extra <= 0:
+            return value[:length]
+        if key in _TYPE_KEYS:
+            segment = key == "token_type_ids" and not bool(value.any())
+            tail = torch.full((extra, *value.shape[1:]), 1 if segment else 0, dtype=value.dtype)
+        else:
+            tail = value[-1:].expand(extra, *value.shape[1:])
+        return torch.cat([value, tail])
 
     def lengths(self, examples: Sequence[Mapping[str, Any]], chunk: int = 1024) -> list[int]:
         """Estimated encoded lengths (used to group examples of similar length into batches).
@@ -165,19 +212,28 @@ class EncodedExamples:
 def collate(features: Sequence[Mapping[str, Any]], pad_token_id: int) -> dict[str, Any]:
     """Right-pad per-token tensors to the longest in the batch; concatenate image tensors.
 
-    Image tensors whose shapes differ past the first dimension (a varying number of image tiles)
-    are zero-padded along the second, which models such as Idefics3 skip as empty images.
+    Per-token tensors (the known keys, and those an :class:`Encoded` example names) are padded
+    along their first (token) dimension, and along any further one (the images and tiles of
+    Mllama's ``cross_attention_mask``) to the batch's largest, with 0 (``input_ids``: the pad
+    token, ``labels``: -100). Image tensors whose shapes differ past the first dimension (a
+    varying number of image tiles) are zero-padded along the second, which models such as
+    Idefics3 skip as empty images.
     """
     import torch
     import torch.nn.functional as F
 
-    longest = max(len(f["input_ids"]) for f in features)
+    token_keys = set(_TOKEN_KEYS).union(*(getattr(f, "token_keys", ()) for f in features))
     batch: dict[str, Any] = {}
     for key in features[0]:
         values = [f[key] for f in features]
-        if key in _TOKEN_KEYS:
-            pad = pad_token_id if key == "input_ids" else _TOKEN_KEYS[key]
-            batch[key] = torch.stack([F.pad(v, (0, longest - len(v)), value=pad) for v in values])
+        if key in token_keys:
+            pad = pad_token_id if key == "input_ids" else _TOKEN_KEYS.get(key, 0)
+            sizes = [max(v.shape[d] for v in values) for d in range(values[0].dim())]
+            padded = []
+            for v in values:
+                spec = [p for d in reversed(range(v.dim())) for p in (0, sizes[d] - v.shape[d])]
+                padded.append(F.pad(v, spec, value=pad))
+            batch[key] = torch.stack(padded)
         elif all(v.shape[1:] == values[0].shape[1:] for v in values):
             batch[key] = torch.cat(values)
         else:
@@ -190,4 +246,4 @@ def collate(features: Sequence[Mapping[str, Any]], pad_token_id: int) -> dict[st
     return batch
 
 
-__all__ = ["IGNORE_INDEX", "EncodedExamples", "EncodingError", "ExampleEncoder", "collate", "segments", "to_messages"]
+__all__ = ["IGNORE_INDEX", "Encoded", "EncodedExamples", "EncodingError", "ExampleEncoder", "collate", "segments", "to_messages"]

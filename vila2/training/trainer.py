@@ -288,7 +288,7 @@ def train(config: TrainConfig | Mapping[str, Any], *,
             mean = accelerator.reduce(torch.stack(window).mean(), "mean").item()
             window = []
             bar.update(1)
-            bar.set_postfix(loss=f"{mean:.3f}")
+            bar.set_postfix(loss=f"{mean:.3f}", refresh=False)  # the bar redraws on its own clock
             if log is not None and (step % config.log_every == 0 or step == total):
                 log.write(json.dumps({"step": step, "epoch": epoch, "loss": round(mean, 5),
                                       "lr": scheduler.get_last_lr()[0],

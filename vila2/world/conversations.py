@@ -177,6 +177,15 @@ def sft_conversation(scene: Scene, rng: random.Random) -> list[dict[str, str]]:
     return turns(_pairs(scene, rng, vqa_question, VQA_KINDS, rng.randint(2, 3)))
 
 
+def with_description(conversation: list[dict[str, str]], scene: Scene, rng: random.Random) -> list[dict[str, str]]:
+    """``conversation`` with a "describe in detail" turn (the full description) added at a
+    random place."""
+    pairs = [(conversation[i]["value"].replace("<image>\n", ""), conversation[i + 1]["value"])
+             for i in range(0, len(conversation), 2)]
+    pairs.insert(rng.randint(0, len(pairs)), (rng.choice(DETAIL_PROMPTS), describe(scene)))
+    return turns(pairs)
+
+
 def detail_conversation(scene: Scene, rng: random.Random) -> list[dict[str, str]]:
     """The detailed-caption seed: a "describe in detail" prompt and the full description."""
     return turns([(rng.choice(DETAIL_PROMPTS), describe(scene))])

@@ -11,6 +11,9 @@ Each ``*_score(prediction, reference, sample) -> dict[str, float]`` scores one a
   ``hallucination``: share of the caption's object mentions that match no object in the scene
   (CHAIR-i per caption, 0 when it mentions nothing); ``mentioned`` / ``hallucinated``: the
   counts, whose averages' ratio is the corpus-level CHAIR-i (:func:`chair_i`).
+
+:func:`mention_spans` finds the same mentions as :func:`mentions` with their place in the text
+(the report's gallery colours them).
 """
 
 from __future__ import annotations
@@ -70,6 +73,33 @@ def mentions(text: str) -> set[Mention]:
                 break
         found.add((color, shape))
     return found
+
+
+def mention_spans(text: str) -> list[tuple[int, int, Mention]]:
+    """Each object mention of ``text`` with its character span: ``[(start, end, (colour, shape))]``.
+
+    The same reading as :func:`mentions` (``set(m for *_, m in mention_spans(t)) == mentions(t)``);
+    a span runs from the colour word (when there is one) to the end of the shape word.
+    """
+    # quoted text is blanked to spaces, not removed, and case is lowered one character at a
+    # time, so offsets still point into ``text``
+    blanked = _QUOTED.sub(lambda m: " " * len(m.group()), text)
+    lowered = "".join(c.lower() if len(c.lower()) == 1 else " " for c in blanked)
+    words = [(m.group(), m.start(), m.end()) for m in _WORD.finditer(lowered)]
+    spans: list[tuple[int, int, Mention]] = []
+    for i, (word, _, end) in enumerate(words):
+        shape = word if word in SHAPES else _PLURALS.get(word)
+        if shape is None:
+            continue
+        color, start = None, words[i][1]
+        for back in range(i - 1, max(-1, i - 4), -1):
+            if words[back][0] in COLORS:
+                color, start = words[back][0], words[back][1]
+                break
+            if words[back][0] not in _MODIFIERS:
+                break
+        spans.append((start, end, (color, shape)))
+    return spans
 
 
 def hallucinated(found: set[Mention], scene: Scene) -> set[Mention]:

@@ -116,22 +116,28 @@ class WorldWriter:
         return pretrain_stats(scenes, alts, [describe(s) for s in scenes])
 
     def sft(self) -> None:
-        """``sft/``: the detailed-caption seed (pretraining images) and general VQA images."""
+        """``sft/``: the detailed-caption seed (pretraining images) and general VQA images; layer
+        ``described`` holds the same conversations with a description turn on every VQA image."""
         chosen = sorted(random.Random(f"{self.seed}/seed").sample(range(self.size.pretrain), self.size.seed))
 
         def records() -> Iterator[Record]:
             for i in chosen:  # the detailed-caption seed: pretraining images, full descriptions
                 scene = self.scene("pretrain", i)
                 turns = conv.detail_conversation(scene, _text_rng(scene))
-                yield Record(f"seed-{i:06d}", self.png(scene, train=True),
-                             {"conversations": _conversation_row(turns, task="detail")})
+                row = _conversation_row(turns, task="detail")
+                yield Record(f"seed-{i:06d}", self.png(scene, train=True), {"conversations": row, "described": row})
             for i in range(self.size.sft):
                 scene = self.scene("sft", i)
-                turns = conv.sft_conversation(scene, _text_rng(scene))
+                rng = _text_rng(scene)
+                turns = conv.sft_conversation(scene, rng)
+                # the same questions with a "describe in detail" turn added: what a starting point
+                # that describes is warmed up on (SFT images only, never the pretraining split's)
+                described = conv.with_description(turns, scene, rng)
                 yield Record(f"sft-{i:06d}", self.png(scene, train=True),
-                             {"conversations": _conversation_row(turns, task="vqa")})
+                             {"conversations": _conversation_row(turns, task="vqa"),
+                              "described": _conversation_row(described, task="vqa+detail")})
 
-        self.write_dataset("sft", records(), {"conversations": "conversation"},
+        self.write_dataset("sft", records(), {"conversations": "conversation", "described": "conversation"},
                            prompt_set=list(conv.DETAIL_PROMPTS))
 
     def domain(self, name: str, count: int, make: Callable[[Scene, random.Random], list[dict[str, str]]],

@@ -3,40 +3,26 @@
 A specialist is fine-tuned (LoRA by default) from the self-augmented model on its domain's
 conversations, then recaptions the pretraining images with its task prompt; its answers are
 appended to the original captions as question–answer turns, and the generalist is retrained on
-them (VILA² specialist-augment). This package registers one specialist, ``counting``; its
-benchmark is the world's general ``vqa``, which asks how many objects an image holds.
+them (VILA² specialist-augment). A domain package is its prompts (``prompts.py``), its scoring
+(``scoring.py``), its data (``training_data.py``) and this one registration: the ``counting``
+specialist, and the ``counting`` evaluator, which scores the count questions of the embedded
+world's VQA benchmark.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import vila2
-from vila2_counting_specialist.training_data import prepare_data
+from vila2_counting_specialist.prompts import LORA, PROMPTS, QUESTIONS
+from vila2_counting_specialist.scoring import score, summarise
+from vila2_counting_specialist.training_data import DOMAIN, prepare_data
 
 __version__ = "0.1.0"
 
-# The task prompt it recaptions with. A specialist answers best the prompt it was tuned on: this
-# is how the embedded world's SFT set asks for a count.
-PROMPTS = ("How many objects are there?",)
-
-# The questions put before its answers when they are appended to a caption as QA turns.
-QUESTIONS = (
-    "How many objects are there?",
-    "How many objects can you see in the image?",
-    "Count the objects in the image.",
+KIT = vila2.DomainSpecialist(
+    DOMAIN, "Counts the objects in an image.", prepare_data, PROMPTS,
+    questions=QUESTIONS, lora=LORA, score=score, summarise=summarise, primary="accuracy",
+    max_new_tokens=8,  # a count is a word
+    benchmark_folder="vqa",  # the world has no counting benchmark: its VQA asks counts among others
+    evaluator_description="Counting accuracy on the count questions of the world's VQA benchmark.",
 )
-
-
-@vila2.hookimpl
-def register_specialists(register: Any) -> None:
-    register(vila2.Specialist(
-        name="counting",
-        prepare_data=prepare_data,
-        prompts=PROMPTS,
-        questions=QUESTIONS,
-        description="Counts the objects in an image.",
-        lora={"r": 8, "alpha": 16, "dropout": 0.05},
-        evaluator="vqa",
-        settings={"pip": "vila2-counting-specialist"},
-    ))
+register_specialists, register_evaluators = KIT.hookimpls()

@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+DOMAIN = "counting"
 LAYER = "conversations"
 IMAGE = "<image>"
 

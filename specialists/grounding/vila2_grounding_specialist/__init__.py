@@ -10,39 +10,19 @@ Installed, it registers (through the ``vila2`` entry point):
 
 from __future__ import annotations
 
-from typing import Any
-
 import vila2
 from vila2_grounding_specialist.boxes import canonicalise
-from vila2_grounding_specialist.evaluator import evaluate
 from vila2_grounding_specialist.prompts import LORA, PROMPTS, QUESTIONS
+from vila2_grounding_specialist.scoring import score, summarise
 from vila2_grounding_specialist.training_data import DOMAIN, prepare_data
 
 __version__ = "0.1.0"
-PIP_NAME = "vila2-grounding-specialist"
 
-
-@vila2.hookimpl
-def register_specialists(register: Any) -> None:
-    register(vila2.Specialist(
-        name=DOMAIN,
-        prepare_data=prepare_data,
-        prompts=PROMPTS,
-        questions=QUESTIONS,
-        description="Objects with their bounding boxes [x0,y0,x1,y1] on a 0–999 grid.",
-        lora=LORA,
-        evaluator=DOMAIN,
-        clean_answer=canonicalise,
-        settings={"pip": PIP_NAME},
-    ))
-
-
-@vila2.hookimpl
-def register_evaluators(register: Any) -> None:
-    register(vila2.Evaluator(
-        name=DOMAIN,
-        run=evaluate,
-        benchmarks=(DOMAIN,),
-        backend="builtin",
-        description="Grounding accuracy: boxes at IoU >= 0.5, object names by match.",
-    ))
+KIT = vila2.DomainSpecialist(
+    DOMAIN, "Objects with their bounding boxes [x0,y0,x1,y1] on a 0–999 grid.", prepare_data,
+    PROMPTS, questions=QUESTIONS, lora=LORA, clean_answer=canonicalise,
+    score=score, summarise=summarise, primary="accuracy",
+    max_new_tokens=32,  # "[123,456,789,999]" is about a dozen tokens
+    evaluator_description="Grounding accuracy: boxes at IoU >= 0.5, object names by match.",
+)
+register_specialists, register_evaluators = KIT.hookimpls()

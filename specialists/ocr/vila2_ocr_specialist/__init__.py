@@ -10,37 +10,17 @@ Installed, it registers (through the ``vila2`` entry point):
 
 from __future__ import annotations
 
-from typing import Any
-
 import vila2
-from vila2_ocr_specialist.evaluator import evaluate
 from vila2_ocr_specialist.prompts import LORA, PROMPTS, QUESTIONS
+from vila2_ocr_specialist.scoring import score
 from vila2_ocr_specialist.training_data import DOMAIN, prepare_data
 
 __version__ = "0.1.0"
-PIP_NAME = "vila2-ocr-specialist"
 
-
-@vila2.hookimpl
-def register_specialists(register: Any) -> None:
-    register(vila2.Specialist(
-        name=DOMAIN,
-        prepare_data=prepare_data,
-        prompts=PROMPTS,
-        questions=QUESTIONS,
-        description="Recognises and describes the text in images.",
-        lora=LORA,
-        evaluator=DOMAIN,
-        settings={"pip": PIP_NAME},
-    ))
-
-
-@vila2.hookimpl
-def register_evaluators(register: Any) -> None:
-    register(vila2.Evaluator(
-        name=DOMAIN,
-        run=evaluate,
-        benchmarks=(DOMAIN,),
-        backend="builtin",
-        description="OCR exact match and ANLS.",
-    ))
+KIT = vila2.DomainSpecialist(
+    DOMAIN, "Recognises and describes the text in images.", prepare_data, PROMPTS,
+    questions=QUESTIONS, lora=LORA, score=score, primary="exact_match",
+    max_new_tokens=24,  # OCR answers here are a word or a short line of text
+    evaluator_description="OCR exact match and ANLS.",
+)
+register_specialists, register_evaluators = KIT.hookimpls()

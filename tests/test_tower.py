@@ -1,0 +1,92 @@
+"""The pretrained starting-point tower: its own split, dense labels, a plain HF folder after it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+TEXTS = ["a small red circle", "Describe the image in detail.", "There are two objects."] * 10
+
+
+def test_cell_labels_follow_the_scene() -> None:
+    from vila2.training.tower import TARGETS, cell_labels
+    from vila2.world.scene import COLORS, SHAPES, Obj, Scene
+
+    scene = Scene(1, "white", (Obj("square", "red", "large", (0, 0, 499, 499)),), "cat", (600, 800, 990, 990))
+    labels = cell_labels(scene, 64, 8)
+    assert set(labels) == set(TARGETS) and all(len(v) == 64 for v in labels.values())
+    red, square = COLORS.index("red") + 1, SHAPES.index("square") + 1
+    assert labels["color"][0] == red and labels["shape"][0] == square  # top-left cell
+    assert labels["color"][63] == 0 and labels["text"][63] == 1  # bottom-right: the word, no object
+    assert sum(labels["center"]) == 1
+    assert labels["row"][9] == 1 and labels["col"][9] == 1
+
+
+def test_tower_split_is_disjoint_from_the_world() -> None:
+    from vila2.training.tower import TOWER_WORLD_SEED, check_disjoint
+
+    check_disjoint(2000, world_seed=0, size="demo")
+    with pytest.raises(ValueError):
+        check_disjoint(10, world_seed=TOWER_WORLD_SEED)
+
+
+def test_short_pretraining_builds_a_plain_hf_model(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageTextToText
+
+    from vila2.training.tower import TowerSettings, build_with_tower, pretrain_tower
+
+    torch.set_num_threads(1)
+    tower = pretrain_tower(tmp_path / "tower", TowerSettings.short(images=64, steps=5))
+    info = json.loads((tower / "tower.json").read_text())
+    assert info["split"]["name"] == "tower-pretrain" and info["held_out_accuracy"]["background"] >= 0
+    assert (tower / "tower.safetensors").stat().st_size < 2_000_000
+    model_dir = build_with_tower("llava-tiny", tmp_path / "base", tower, texts=TEXTS)
+    model = AutoModelForImageTextToText.from_pretrained(str(model_dir))  # no remote code
+    assert model.config.image_seq_length == 64
+    weights = load_file(str(tower / "tower.safetensors"))
+    state = model.model.vision_tower.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in weights.items())
+    with pytest.raises(ValueError, match="differ"):
+        build_with_tower("llava-tiny", tmp_path / "other", tower, texts=TEXTS, patch_size=16)
+
+
+def test_the_shipped_tower_sees_cells_and_a_recipe_starts_from_it(tmp_path: Path) -> None:
+    """The packaged `world-tower` (built by `vila2 preset tower`) reads colour and shape of the
+    object cells of held-out tower-split images, and a recipe naming it builds its base model."""
+    import torch
+    from safetensors.torch import load_file
+
+    from vila2.pipeline.recipe import packaged_recipe, parse_recipe
+    from vila2.pipeline.run import Run
+
+    shipped = packaged_recipe("demo").parent / "world-tower"
+    info = json.loads((shipped / "tower.json").read_text())
+    assert info["split"]["name"] == "tower-pretrain"
+    assert info["held_out_accuracy"]["color_on_objects"] > 0.95 and info["held_out_accuracy"]["shape_on_objects"] > 0.9
+    recipe = parse_recipe({"data": {"world": {"seed": 0, "size": "tiny"}},
+                           "model": {"preset": "llava-tiny", "vision_tower": "world-tower"},
+                           "training": {"stages": [{"name": "sft", "data": ["sft"], "steps": 1}]},
+                           "evaluators": ["vqa"]}, source="r.yaml", base_dir=tmp_path)
+    run = Run(recipe, tmp_path / "run", log=lambda _: None)
+    torch.set_num_threads(1)
+    src = run.sources()
+    run.data_after = ["world"]
+    base, _ = run._base_model(src)
+    from transformers import AutoModelForImageTextToText
+
+    state = AutoModelForImageTextToText.from_pretrained(base).model.vision_tower.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in load_file(str(shipped / "tower.safetensors")).items())
+
+
+def test_preset_tower_command_builds_a_short_tower(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from vila2.cli import cli
+
+    result = CliRunner().invoke(cli, ["preset", "tower", "--out", str(tmp_path / "t"), "--short"])
+    assert result.exit_code == 0, result.output
+    assert "held-out cell accuracy" in result.output and (tmp_path / "t" / "tower.safetensors").is_file()
