@@ -65,7 +65,7 @@ def evaluate(model: Any, processor: Any, vqa: list[dict[str, Any]], captions: li
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
-    parser.add_argument("--tower", required=True, help="a folder written by vila2.tower_pretrain.pretrain_tower")
+    parser.add_argument("--tower", required=True, help="a folder written by vila2.training.tower.pretrain_tower (or vila2/recipes/world-tower)")
     parser.add_argument("--warmup-detail", choices=("none", "seed", "all"), default="seed")
     parser.add_argument("--warmup-steps", type=int, default=700)
     parser.add_argument("--round-steps", type=int, default=500)
