@@ -106,6 +106,11 @@ def cluster() -> Iterator[str]:
 
     temp = tempfile.mkdtemp(prefix="vr", dir="/tmp")  # short: Ray's socket paths have a limit
     port = free_port()
+    # Ray turns token authentication on by itself when a token file from an earlier cluster lies
+    # in ~/.ray, and then the head and this driver disagree on the token. This cluster listens on
+    # 127.0.0.1 only: authentication is set off explicitly, for the head and every driver.
+    saved = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = ONE_THREAD["RAY_AUTH_MODE"] = "disabled"
     log = Path(temp) / "start.log"
     with log.open("w") as out:
         head = subprocess.Popen(
@@ -134,6 +139,11 @@ def cluster() -> Iterator[str]:
             except (ProcessLookupError, psutil.Error):
                 pass
         shutil.rmtree(temp, ignore_errors=True)
+        ONE_THREAD.pop("RAY_AUTH_MODE", None)
+        if saved is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved
 
 
 @pytest.fixture(autouse=True, scope="module")
