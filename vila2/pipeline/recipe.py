@@ -407,9 +407,13 @@ def load_recipe(path: str | Path) -> Recipe:
     return parse_recipe(raw, source=str(path), base_dir=file.resolve().parent)
 
 
+#: what ships with vila2 for recipes to name: the packaged recipes and starting points
+PACKAGED = Path(__file__).resolve().parents[1] / "recipes"
+
+
 def packaged_recipe(name: str) -> Path:
     """The path of a recipe shipped in ``vila2/recipes/`` (``demo``, ``demo-quick``)."""
-    folder = Path(__file__).resolve().parents[1] / "recipes"
+    folder = PACKAGED
     file = folder / f"{name}.yaml"
     if not file.is_file():
         known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml"))) or "none"
@@ -417,4 +421,4 @@ def packaged_recipe(name: str) -> Path:
     return file
 
 
-__all__ = ["Recipe", "RecipeError", "load_recipe", "packaged_recipe", "parse_recipe"]
+__all__ = ["PACKAGED", "Recipe", "RecipeError", "load_recipe", "packaged_recipe", "parse_recipe"]

@@ -171,9 +171,9 @@ class Run:
 
     def _tower(self, name: str) -> Path:
         """A tower folder: a packaged one by name (``world-tower``), else a path of the recipe."""
-        from vila2.pipeline.recipe import packaged_recipe
+        from vila2.pipeline.recipe import PACKAGED
 
-        packaged = packaged_recipe("demo").parent / name
+        packaged = PACKAGED / name
         folder = packaged if (packaged / "tower.safetensors").is_file() else self.recipe.path(name)
         if not (folder / "tower.safetensors").is_file():
             raise RecipeError(f"recipe: model.vision_tower: {folder} holds no tower.safetensors "
