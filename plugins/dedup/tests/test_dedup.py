@@ -150,6 +150,50 @@ def test_templated_captions_share_a_big_bucket() -> None:
     assert "9999" not in dropped
 
 
+def test_a_reworded_caption_is_grouped_and_a_distinct_one_is_not() -> None:
+    from vila2_dedup.captions import CaptionIndex
+
+    index = CaptionIndex()
+    index.add("a", "A small red circle and a large blue square on a white background, seen from above.")
+    index.add("b", "a small red circle and a big blue square on a white background seen from above")
+    index.add("c", "A yellow triangle above a green cross on a beige background, seen from above.")
+    pairs = list(index.pairs())  # candidates from datasketch.MinHashLSH, confirmed on the signatures
+    assert [(index.ids[i], index.ids[j]) for i, j, _ in pairs] == [("a", "b")]
+    assert pairs[0][2] >= index.threshold
+    dropped = decide((index.ids[i], index.ids[j], "caption", s) for i, j, s in pairs)
+    assert {k: v.of for k, v in dropped.items()} == {"b": "a"}
+
+
+def test_the_colour_check_tells_apart_what_the_thumbnails_cannot() -> None:
+    """A small blue circle on white; the same on gray, and a blue diamond in its place, pass the
+    hash and the thumbnail test (the thumbnail is brightness-normalised and 8×8) but not the
+    colour check; brightened, recompressed and resized copies pass all three."""
+    from vila2_dedup.images import ImageIndex
+
+    from vila2.world.render import render
+    from vila2.world.scene import Obj, Scene
+
+    def scene(seed: int, background: str, shape: str = "circle") -> Image.Image:
+        return render(Scene(seed, background, (Obj(shape, "blue", "small", (600, 100, 780, 280)),)))
+
+    original = scene(5, "white")
+    images = {"a": original, "b-gray": scene(7, "gray"), "c-diamond": scene(10, "white", "diamond")}
+    rng = random.Random(0)
+    for transform in ("bright", "jpeg", "resize"):
+        data, _, _ = make_copy(original, transform, rng)
+        images[f"a~{transform}"] = Image.open(io.BytesIO(data)).convert("RGB")
+    index = ImageIndex()
+    for id, image in images.items():
+        index.add(id, image)
+
+    def partners(colour_check: bool) -> set[str]:
+        return {index.ids[j] for i, j, _ in index.pairs(colour_check=colour_check) if index.ids[i] == "a"}
+
+    copies = {"a~bright", "a~jpeg", "a~resize"}
+    assert partners(colour_check=False) == copies | {"b-gray", "c-diamond"}
+    assert partners(colour_check=True) == copies
+
+
 def test_shingles_ignore_case_and_punctuation() -> None:
     assert shingles("A red, red CIRCLE!") == shingles("a red red circle")
     assert shingles("...") == set()

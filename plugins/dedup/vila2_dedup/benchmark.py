@@ -2,13 +2,17 @@
 
 ::
 
-    python -m vila2_dedup.benchmark OUT [--originals 300] [--seed 0]
+    python -m vila2_dedup.benchmark OUT [--originals 300] [--copies 180] [--seed 0]
+                                        [--radius R] [--thumb-distance D] [--no-colour-check]
 
 writes a dataset of embedded-world pretraining images (distinct scenes) plus copies of some of
 them made with Pillow — resized, recompressed, slightly cropped, brightened, and all of those
 at once — each copy with an edited copy of the original's caption, runs the deduplication and
 prints precision and recall per kind of copy. Copy ids sort after their original's, so the
-original is the one kept.
+original is the one kept. Each wrong drop is described from the world's own scenes: what tells
+its two originals apart (background, object colours, shapes, sizes, places, a written word) and
+the share of their pixels that differ; a pair of distinct originals that picture the same scene
+(``twin``) is counted apart, as a duplicate at the image level.
 """
 
 from __future__ import annotations
@@ -114,11 +118,54 @@ def build_set(world: Path, out: Path, *, originals: int = 300, copies: int = 180
     return group
 
 
-def score(dataset: Path, layer: str, group: dict[str, str]) -> dict[str, Any]:
+#: objects whose box centres lie this close (in the scene's 0-999 units) count as at the same place
+SAME_PLACE = 50
+#: a pixel differs when one of its channels differs by more than this (of 255)
+PIXEL_DIFFERENCE = 40
+
+
+def scene_difference(world_seed: int, a: str, b: str) -> dict[str, Any]:
+    """What tells apart the world's pretraining scenes ``a`` and ``b`` (sample ids): the list of
+    ``background``, ``word``, ``colour``, ``shape``, ``size``, ``place`` that differ (empty for a
+    ``twin``: same background and word, objects pairing up in shape, colour and size at the same
+    places), and the share of pixels that differ between the two rendered images."""
+    import numpy as np
+
+    from vila2.world.render import render
+    from vila2.world.scene import sample_scene, scene_seed
+    from vila2.world.write import PRETRAIN_WORD_RATE
+
+    def scene(sample_id: str) -> Any:
+        # exactly as the world writer draws pretraining scene N
+        index = int(sample_id.rsplit("-", 1)[1])
+        return sample_scene(scene_seed(world_seed, "pretrain", index), word_rate=PRETRAIN_WORD_RATE)
+
+    x, y = scene(a), scene(b)
+    differ = [name for name, same in (("background", x.background == y.background),
+                                      ("word", x.word == y.word)) if not same]
+    for name, key in (("colour", lambda o: o.color), ("shape", lambda o: o.shape),
+                      ("size", lambda o: o.size)):
+        if sorted(map(key, x.objects)) != sorted(map(key, y.objects)):
+            differ.append(name)
+    if not differ:  # the same objects: are they at the same places?
+        for obj in x.objects:
+            twin = y.find(obj.color, obj.shape)
+            if twin is None or max(abs(p - q) for p, q in zip(obj.center, twin.center, strict=True)) > SAME_PLACE:
+                differ.append("place")
+                break
+    pixels = np.abs(np.asarray(render(x), np.int16) - np.asarray(render(y), np.int16)).max(axis=-1)
+    return {"differ": differ, "twin": not differ,
+            "pixels_differing": round(float((pixels > PIXEL_DIFFERENCE).mean()), 4)}
+
+
+def score(dataset: Path, layer: str, group: dict[str, str], world_seed: int | None = None
+          ) -> dict[str, Any]:
     """Precision and recall of a dedup layer against the labels, overall and per transform.
 
     A dropped sample is right when the id it names is in its own group; recall counts the
-    copies (each group of k samples has k - 1 to drop).
+    copies (each group of k samples has k - 1 to drop). With ``world_seed`` (the world the
+    originals come from), every wrong drop is described (:func:`scene_difference`), and drops
+    between twin scenes are counted apart (``twin_drops``, ``precision_with_twins``).
     """
     from vila2.data import Dataset
 
@@ -131,13 +178,21 @@ def score(dataset: Path, layer: str, group: dict[str, str]) -> dict[str, Any]:
         mine = [i for i in copies if i.endswith("~" + transform)]
         per[transform] = {"copies": len(mine), "recall": _ratio(sum(i in right for i in mine), len(mine))}
     wrong = sorted(set(dropped) - right)
-    return {
+    out: dict[str, Any] = {
         "samples": len(group), "copies": len(copies), "dropped": len(dropped),
         "true_positives": len(right), "false_positives": len(wrong),
         "precision": _ratio(len(right), len(dropped)), "recall": _ratio(len(right), len(copies)),
         "distinct_originals_dropped": sum(group[i] == i for i in wrong),
         "per_transform": per, "false_positive_examples": [[i, dropped[i]] for i in wrong[:5]],
     }
+    if world_seed is not None:
+        pairs = {(group[i], group[dropped[i]]) for i in wrong}  # the originals behind each wrong drop
+        described = {pair: scene_difference(world_seed, *pair) for pair in sorted(pairs)}
+        twins = sum(described[(group[i], group[dropped[i]])]["twin"] for i in wrong)
+        out["wrong_pairs"] = [{"originals": list(pair), **info} for pair, info in described.items()]
+        out["twin_drops"] = twins
+        out["precision_with_twins"] = _ratio(len(right) + twins, len(dropped))
+    return out
 
 
 def _ratio(a: int, b: int) -> float:
@@ -155,10 +210,11 @@ def run(out: Path, *, originals: int, copies: int, seed: int, world: Path | None
         world = write_world(out / "world", seed=seed, size=size)
     data = out / "set"
     group = build_set(world, data, originals=originals, copies=copies, seed=seed)
+    world_seed = int(json.loads((world / "world.json").read_text())["seed"])
     results: dict[str, Any] = {}
     for name, kwargs in {"images": {"images": True}, "captions": {"captions": "alt"}}.items():
         report = dedup(data, f"dedup-{name}", log=log, **kwargs, **settings)
-        results[name] = {**score(data, f"dedup-{name}", group), "seconds": report.seconds}
+        results[name] = {**score(data, f"dedup-{name}", group, world_seed), "seconds": report.seconds}
     return results
 
 
@@ -168,9 +224,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--originals", type=int, default=300)
     parser.add_argument("--copies", type=int, default=180)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--radius", type=int, default=None, help="as vila2 dedup --radius")
+    parser.add_argument("--thumb-distance", type=float, default=None,
+                        help="as vila2 dedup --thumb-distance")
+    parser.add_argument("--no-colour-check", action="store_true", help="as vila2 dedup")
     args = parser.parse_args(argv)
+    settings: dict[str, Any] = {"colour_check": not args.no_colour_check}
+    if args.radius is not None:
+        settings["radius"] = args.radius
+    if args.thumb_distance is not None:
+        settings["thumb_distance"] = args.thumb_distance
     results = run(args.out, originals=args.originals, copies=args.copies, seed=args.seed,
-                  log=lambda line: print(line, file=sys.stderr))
+                  log=lambda line: print(line, file=sys.stderr), **settings)
     print(json.dumps(results, indent=2))
 
 

@@ -1,8 +1,9 @@
 """Near-duplicate captions: MinHash signatures (``datasketch``) of character 5-gram shingles,
-candidates from LSH banding, each candidate confirmed by its estimated Jaccard similarity.
+candidate pairs from ``datasketch.MinHashLSH``, each candidate confirmed by its estimated Jaccard
+similarity.
 
-Per caption the index keeps its signature (``num_perm`` 32-bit values, 512 bytes) and one
-64-bit key per LSH band.
+Per caption the index keeps its signature (``num_perm`` 32-bit values, 512 bytes); the LSH index
+exists only while the pairs are searched.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -20,15 +22,24 @@ from vila2_dedup.groups import LOWS_PER_ID
 THRESHOLD = 0.7
 NUM_PERM = 128
 SHINGLE = 5
+#: the seed of the MinHash permutations (every signature of an index uses the same)
+SEED = 1
 #: datasketch's 32-bit permutation scheme: signatures are kept as uint32 without loss
 SCHEME = "affine32"
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
-#: LSH buckets up to this size have all their pairs checked at once; bigger ones row by row
-_SMALL_BUCKET = 64
-#: candidate pairs confirmed per batch (the comparison holds num_perm bytes per pair: 8 MB)
+#: LSH candidates confirmed per step, smallest positions first (each step compares num_perm
+#: values per candidate); a caption stops once it has LOWS_PER_ID confirmed partners
+_CONFIRM_STEP = 256
+#: pairs whose similarity is computed per batch at the end (2 x 512 bytes gathered per pair)
 _BATCH = 1 << 16
-#: confirmed pairs gathered before each caption's smallest partners are picked out again
-_REDUCE = 1 << 21
+#: captions whose partners are gathered before they are joined into one array
+_JOIN = 4096
+
+
+def _band_digest(data: bytes) -> bytes:
+    """The key ``MinHashLSH`` files a band under: 8 bytes instead of the band's ``r`` 64-bit
+    values (a collision only adds a candidate, which the signature check then rejects)."""
+    return hashlib.blake2b(data, digest_size=8).digest()
 
 
 def shingles(text: str, n: int = SHINGLE) -> set[bytes]:
@@ -49,14 +60,12 @@ def shingles(text: str, n: int = SHINGLE) -> set[bytes]:
 
 @dataclass
 class CaptionIndex:
-    """MinHash signatures of the captions seen, in the order seen, and their LSH bands.
+    """MinHash signatures of the captions seen, in the order seen, and the near-duplicate pairs
+    among them.
 
-    ``datasketch`` computes the signatures (:class:`datasketch.MinHash`) and chooses the banding
-    — the ``b`` bands of ``r`` rows that :class:`datasketch.MinHashLSH` would use for this
-    threshold. Instead of ``MinHashLSH``'s in-memory dict of sets (a few hundred bytes per
-    caption and band: about 600 MB at 100k captions), each band's keys are computed when
-    searching, one 64-bit key per caption, and candidates — captions sharing a band key — are
-    found by sorting them.
+    ``datasketch`` computes the signatures (:class:`datasketch.MinHash`) and finds the candidate
+    pairs (:class:`datasketch.MinHashLSH`, with the bands × rows it chooses for the threshold);
+    each candidate is then confirmed on the full signature.
     """
 
     threshold: float = THRESHOLD
@@ -66,19 +75,22 @@ class CaptionIndex:
     rows: int = 0
     _signatures: list[np.ndarray] = field(default_factory=list)
     #: captions whose shingle sets are identical: ``(first position, later position)``; only the
-    #: first takes part in the band search, so a caption repeated k times costs k - 1 pairs
+    #: first takes part in the LSH search, so a caption repeated k times costs k - 1 pairs
     _same: list[tuple[int, int]] = field(default_factory=list)
     _first: dict[bytes, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from datasketch import MinHashLSH
-
         if not 0.0 < self.threshold <= 1.0:
             raise ValueError(f"caption threshold must be in (0, 1], got {self.threshold}")
-        # datasketch's choice of bands x rows for this threshold (false positives and negatives
-        # weighted equally); the LSH object itself holds nothing
-        lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
+        lsh = self._lsh()  # empty: only to record the banding datasketch chose
         self.bands, self.rows = int(lsh.b), int(lsh.r)
+
+    def _lsh(self) -> Any:
+        from datasketch import MinHashLSH
+
+        # datasketch's choice of bands x rows for this threshold (false positives and negatives
+        # weighted equally); band keys digested to 8 bytes, which keeps its dict of sets smaller
+        return MinHashLSH(threshold=self.threshold, num_perm=self.num_perm, hashfunc=_band_digest)
 
     def add(self, id: str, text: str) -> bool:
         """Index one caption; returns False (and indexes nothing) for a caption without words."""
@@ -87,7 +99,7 @@ class CaptionIndex:
         grams = shingles(text)
         if not grams:
             return False
-        signature = MinHash(num_perm=self.num_perm, seed=1, scheme=SCHEME)
+        signature = MinHash(num_perm=self.num_perm, seed=SEED, scheme=SCHEME)
         signature.update_batch(list(grams))
         position = len(self.ids)
         self.ids.append(id)
@@ -115,95 +127,76 @@ class CaptionIndex:
 
     def pair_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Positions ``i < j`` and estimated Jaccard similarities of the pairs at or above the
-        threshold, as arrays: LSH candidates (a band in common), each confirmed on the full
-        signature. A caption whose shingle set repeats an earlier one is paired with that first
-        one only; each caption keeps its ``LOWS_PER_ID`` smallest partners
-        (:func:`vila2_dedup.groups.smallest_lows`)."""
+        threshold, as arrays.
+
+        Captions are visited in the order seen; each one is looked up in a
+        :class:`datasketch.MinHashLSH` holding the captions before it (``query``), its candidates
+        are confirmed on the full signature (the estimated Jaccard similarity: the share of equal
+        MinHash values, as :meth:`datasketch.MinHash.jaccard` computes it), and then it is added
+        (``insert``). Candidates are confirmed smallest position first, and each caption keeps its
+        ``LOWS_PER_ID`` smallest confirmed partners (see :func:`vila2_dedup.groups.smallest_lows`):
+        a dense group of k templated captions costs at most ``LOWS_PER_ID * k`` pairs. A caption
+        whose shingle set repeats an earlier one is paired with that first one only.
+        """
+        from datasketch import LeanMinHash
+
         from vila2_dedup.groups import smallest_lows
 
         same = np.array(self._same, dtype=np.int64).reshape(-1, 2)
         signatures = self.signatures()
-        firsts = np.array(sorted(set(self._first.values())), dtype=np.int64)
-        lows: list[np.ndarray] = [same[:, 0]]
-        highs: list[np.ndarray] = [same[:, 1]]
-        pending = 0
+        firsts = sorted(set(self._first.values()))
+        lows: list[np.ndarray] = [same[:, 0].astype(np.int32)]
+        highs: list[np.ndarray] = [same[:, 1].astype(np.int32)]
+        # each caption's partners are gathered, then joined _JOIN captions at a time: one small
+        # array per caption would cost more in array headers than in pairs
+        recent_lows: list[np.ndarray] = []
+        recent_highs: list[np.ndarray] = []
 
-        def reduce() -> None:
-            # keep each caption's smallest partners only: memory stays linear in the corpus
-            nonlocal pending
-            low, high, _ = smallest_lows(np.concatenate(lows), np.concatenate(highs),
-                                         np.zeros(sum(len(x) for x in lows), np.float32))
-            lows[:], highs[:] = [low], [high]
-            pending = 0
+        def join() -> None:
+            if recent_lows:
+                lows.append(np.concatenate(recent_lows))
+                highs.append(np.concatenate(recent_highs))
+                recent_lows.clear()
+                recent_highs.clear()
 
-        def keep(i: np.ndarray, j: np.ndarray) -> None:
-            nonlocal pending
-            for start in range(0, len(i), _BATCH):
-                a, b = i[start:start + _BATCH], j[start:start + _BATCH]
-                close = (signatures[a] == signatures[b]).mean(axis=1) >= self.threshold
-                lows.append(a[close])
-                highs.append(b[close])
-                pending += int(close.sum())
-            if pending >= _REDUCE:
-                reduce()
-
-        for band in range(self.bands if len(firsts) > 1 else 0):
-            keys = _band_keys(signatures[firsts, band * self.rows:(band + 1) * self.rows])
-            order = np.argsort(keys, kind="stable")
-            sorted_keys = keys[order]
-            starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-            sizes = np.diff(np.r_[starts, len(keys)])
-            small_i: list[np.ndarray] = []
-            small_j: list[np.ndarray] = []
-            waiting = 0
-            for start, size in zip(starts[sizes > 1].tolist(), sizes[sizes > 1].tolist(), strict=True):
-                members = np.sort(firsts[order[start:start + size]])
-                if size <= _SMALL_BUCKET:  # all pairs at once, confirmed in batches
-                    a, b = np.triu_indices(size, 1)
-                    small_i.append(members[a])
-                    small_j.append(members[b])
-                    waiting += len(a)
-                    if waiting >= _BATCH:
-                        keep(np.concatenate(small_i), np.concatenate(small_j))
-                        small_i, small_j, waiting = [], [], 0
-                    continue
-                # a big bucket (templated captions): each member against the smaller ones, keeping
-                # its LOWS_PER_ID smallest matches — memory bounded whatever the bucket's size
-                bucket_lows: list[np.ndarray] = []
-                bucket_highs: list[np.ndarray] = []
-                for k in range(1, size):
-                    before = members[:k]
-                    close = np.flatnonzero((signatures[before] == signatures[members[k]]).mean(axis=1)
-                                           >= self.threshold)[:LOWS_PER_ID]
-                    if len(close):
-                        bucket_lows.append(before[close])
-                        bucket_highs.append(np.full(len(close), members[k]))
-                if bucket_lows:
-                    lows.append(np.concatenate(bucket_lows))
-                    highs.append(np.concatenate(bucket_highs))
-                    pending += len(lows[-1])
-                if pending >= _REDUCE:
-                    reduce()
-            if small_i:
-                keep(np.concatenate(small_i), np.concatenate(small_j))
-        reduce()
-        low, high = lows[0], highs[0]
+        lsh = self._lsh()
+        for position in firsts:
+            signature = signatures[position]
+            minhash = LeanMinHash(seed=SEED, hashvalues=signature.astype(np.uint64), scheme=SCHEME)
+            found = lsh.query(minhash)
+            if found:
+                partners = self._confirm(np.sort(np.array(found, dtype=np.int64)), signature)
+                if len(partners):
+                    recent_lows.append(partners.astype(np.int32))
+                    recent_highs.append(np.full(len(partners), position, dtype=np.int32))
+                    if len(recent_lows) >= _JOIN:
+                        join()
+            lsh.insert(position, minhash, check_duplication=False)
+        join()
+        del lsh
+        low, high, _ = smallest_lows(np.concatenate(lows), np.concatenate(highs),
+                                     np.zeros(sum(len(x) for x in lows), np.float32))
         similarity = np.zeros(len(low), dtype=np.float32)
         for start in range(0, len(low), _BATCH):  # in batches: 2 x 512 bytes per pair gathered
             part = slice(start, start + _BATCH)
             similarity[part] = (signatures[low[part]] == signatures[high[part]]).mean(axis=1)
         return low.astype(np.int32), high.astype(np.int32), similarity
 
-
-def _band_keys(band: np.ndarray) -> np.ndarray:
-    """One 64-bit key per row of a band (its ``r`` 32-bit values mixed; equal rows, equal keys —
-    a rare collision only adds a candidate, which the signature check then rejects)."""
-    key = np.zeros(len(band), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for column in range(band.shape[1]):
-            key = (key ^ band[:, column].astype(np.uint64)) * np.uint64(0x100000001B3)
-            key ^= key >> np.uint64(29)
-    return key
+    def _confirm(self, candidates: np.ndarray, signature: np.ndarray) -> np.ndarray:
+        """The first ``LOWS_PER_ID`` of ``candidates`` (sorted positions) whose estimated Jaccard
+        similarity with ``signature`` reaches the threshold; checked a step at a time, so a
+        caption in a big group of templated captions stops early."""
+        signatures = self.signatures()
+        confirmed: list[np.ndarray] = []
+        count = 0
+        for start in range(0, len(candidates), _CONFIRM_STEP):
+            part = candidates[start:start + _CONFIRM_STEP]
+            close = part[(signatures[part] == signature).mean(axis=1) >= self.threshold]
+            confirmed.append(close[:LOWS_PER_ID - count])
+            count += len(confirmed[-1])
+            if count >= LOWS_PER_ID:
+                break
+        return np.concatenate(confirmed) if confirmed else np.zeros(0, np.int64)
 
 
 def index_captions(rows: Iterable[tuple[str, str | None]], *, threshold: float = THRESHOLD

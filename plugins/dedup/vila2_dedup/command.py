@@ -24,12 +24,15 @@ from vila2_dedup.images import RADIUS, THUMB_DISTANCE
               show_default=True,
               help="Largest colour distance of the 8x8 thumbnails (brightness-normalised, any "
                    "pixel, best of +-1 pixel shifts) that confirms an image pair (0: hash only).")
+@click.option("--colour-check/--no-colour-check", default=True, show_default=True,
+              help="A pair whose thumbnails are not close must also agree in colour (background "
+                   "up to a brightness change, amount of saturated colour, hues).")
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=THRESHOLD,
               show_default=True, help="Jaccard similarity (character 5-grams) of duplicate captions.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @plugin_option
 def command(dataset: str, out_layer: str, images: bool, captions: str | None, radius: int,
-            thumb_distance: float, threshold: float, as_json: bool) -> None:
+            thumb_distance: float, colour_check: bool, threshold: float, as_json: bool) -> None:
     """Mark near-duplicate images and/or captions across all shards of DATASET.
 
     Writes layer --out-layer: each duplicate has kept = false and names the id it duplicates
@@ -40,7 +43,7 @@ def command(dataset: str, out_layer: str, images: bool, captions: str | None, ra
     try:
         report = dedup(dataset, out_layer, images=images, captions=captions, radius=radius,
                        threshold=threshold, thumb_distance=thumb_distance,
-                       log=lambda line: click.echo(line, err=True))
+                       colour_check=colour_check, log=lambda line: click.echo(line, err=True))
     except DedupError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.summary())

@@ -18,7 +18,7 @@ import numpy as np
 
 from vila2_dedup.captions import THRESHOLD, index_captions
 from vila2_dedup.groups import KINDS, Duplicate, decide_ranked
-from vila2_dedup.images import RADIUS, THUMB_DISTANCE, index_images
+from vila2_dedup.images import RADIUS, THUMB_DISTANCE, colour_settings, index_images
 
 PRODUCER = "vila2-dedup"
 #: a bad image is named on stderr; after this many, only counted
@@ -75,6 +75,7 @@ def dedup(
     radius: int = RADIUS,
     threshold: float = THRESHOLD,
     thumb_distance: float = THUMB_DISTANCE,
+    colour_check: bool = True,
     log: Callable[[str], None] = print,
 ) -> DedupReport:
     """Write layer ``out_layer`` of ``dataset``: every near-duplicate has ``kept = False`` and
@@ -82,9 +83,10 @@ def dedup(
     group is kept.
 
     ``images``: compare images (pHash within ``radius`` bits, confirmed by the thumbnails within
-    ``thumb_distance``). ``captions``: compare the kept texts of that caption layer (MinHash
-    Jaccard at least ``threshold``); the new layer then carries those texts, and rows not kept
-    there stay not kept. Rerunning with the same settings resumes (finished shards are kept).
+    ``thumb_distance`` and, with ``colour_check``, by the colours of a pair whose thumbnails are
+    not close; see :mod:`vila2_dedup.images`). ``captions``: compare the kept texts of that
+    caption layer (MinHash Jaccard at least ``threshold``); the new layer then carries those
+    texts, and rows not kept there stay not kept. Rerunning with the same settings resumes (finished shards are kept).
     """
     from vila2.data import Dataset
     from vila2.errors import StoreError
@@ -105,8 +107,11 @@ def dedup(
         raise DedupError(f"--out-layer {out_layer!r} is the layer being compared; choose a new name")
     if source is not None and not source.is_complete():
         raise DedupError(f"layer {captions!r} of {ds.path} is not finished; finish it first")
+    checks_colour = images and colour_check and thumb_distance > 0
     settings = {"images": images, "captions": captions, "radius": radius if images else None,
                 "thumb_distance": thumb_distance if images else None,
+                # the colour check's constants: a layer made with other ones is not resumed
+                "colour_check": colour_settings() if checks_colour else None,
                 "threshold": threshold if captions else None, "hash": "phash-64" if images else None}
     try:
         writer = ds.create_layer(out_layer, "caption", producer=PRODUCER, settings=settings)
@@ -149,7 +154,7 @@ def dedup(
         index = index_images(ds.iter_samples(), ds.load_image, on_error=bad_image)
         report.images_indexed, report.image_errors = len(index.ids), dict(index.errors)
         report.index_bytes += index.nbytes()
-        i, j, d = index.pair_arrays(radius, thumb_distance)
+        i, j, d = index.pair_arrays(radius, thumb_distance, colour_check)
         report.image_pairs = add_pairs(index.ids, i, j, d, KINDS.index("image"))
         del index, i, j, d
     if source is not None:

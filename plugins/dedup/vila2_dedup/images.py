@@ -1,16 +1,23 @@
 """Near-duplicate images: a 64-bit perceptual hash per image, pairs within a Hamming radius,
-each pair confirmed by a small colour thumbnail.
+each pair confirmed by a small colour thumbnail and, unless the thumbnails agree closely, by the
+images' colours.
 
-The index holds, per image, the hash (8 bytes) and an 8×8 RGB thumbnail (192 bytes): it grows
-with the corpus, the images do not stay in memory (they are decoded one at a time while the
-dataset's shards stream past).
+The index holds, per image, the hash (8 bytes), an 8×8 RGB thumbnail (192 bytes) and a colour
+signature (75 bytes): it grows with the corpus, the images do not stay in memory (they are
+decoded one at a time while the dataset's shards stream past).
 
-Why two tests: a perceptual hash (``imagehash.phash``) is computed on a grey, 32×32 copy of the
+Why three tests: a perceptual hash (``imagehash.phash``) is computed on a grey, 32×32 copy of the
 image, so it survives resizing, recompression and brightening, and tolerates a small crop within
 a radius of about 10 bits of 64; but it is blind to colour, and simple images (a few shapes on a
 plain background) that differ only in colour or in a small object fall within that radius. The
 colour thumbnail, divided by its mean brightness (so brightening cancels) and compared pixel by
-pixel, tells most of those apart: a pair is a duplicate only when both agree.
+pixel, tells most of those apart, but not all: divided by its mean, a gray background looks like
+a white one, and at 8×8 pixels a small object's colour is mixed with its background's. A crop
+(which shifts and scales the content) moves the thumbnail about as far as such a distinct scene
+does. So a pair whose thumbnails are not close must also agree in colour
+(:func:`colour_agreement`): the same background colour up to a bounded brightness change, as much
+saturated colour, and the same hues. A crop keeps all three; another object colour or another
+background does not.
 """
 
 from __future__ import annotations
@@ -23,12 +30,33 @@ import numpy as np
 
 from vila2_dedup.groups import smallest_lows
 
-#: default Hamming radius on the 64-bit pHash (see docs/PLUGINS.md for how it was chosen)
+#: default Hamming radius on the 64-bit pHash (see the README for how the defaults were chosen)
 RADIUS = 10
 #: default largest distance of the 8×8 colour thumbnails (see :func:`thumb_distance`; 0 turns
 #: the test off)
-THUMB_DISTANCE = 0.4
+THUMB_DISTANCE = 0.33
+#: thumbnails at most this far apart make a duplicate without the colour check: resized,
+#: recompressed and brightened copies land here, crops (content shifted and scaled) mostly not
+CLOSE_THUMB = 0.12
 THUMB = 8
+#: the colour signature is taken on a 16×16 box-filtered copy (fine enough for a small object's
+#: colour to survive, coarse enough that recompression noise averages out)
+COLOUR_SIZE = 16
+#: hue histogram bins (10 degrees each)
+HUE_BINS = 36
+#: a pixel counts as coloured from this saturation and brightness (0-255) on
+_MIN_SATURATION = 0.35
+_MIN_VALUE = 60
+#: below this much saturated colour (in fully saturated 16×16 pixels) an image counts as colourless
+_MIN_MASS = 1.0
+#: the colour check: the darker image's background may be brightened up to MAX_GAIN (clipped at
+#: white, as a brightness edit does) and must then lie within BACKGROUND_DISTANCE (a share of
+#: 255, per channel); the amounts of saturated colour within a factor MASS_RATIO; the hue
+#: histograms within HUE_DISTANCE degrees (earth mover's distance on the hue circle)
+MAX_GAIN = 1.3
+BACKGROUND_DISTANCE = 0.03
+MASS_RATIO = 1.3
+HUE_DISTANCE = 15.0
 #: bound on the temporary block of the pairwise search, in hash comparisons
 _BLOCK_CELLS = 1 << 22
 
@@ -47,6 +75,80 @@ def thumbnail(image: Any) -> np.ndarray:
 
     small = image.convert("RGB").resize((THUMB, THUMB), Image.Resampling.BOX)
     return np.asarray(small, dtype=np.uint8).reshape(-1)
+
+
+def colour_signature(image: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The colour signature of a PIL image: its background colour (per-channel median, uint8 ×3)
+    and its hue histogram (``HUE_BINS`` bins, each the summed saturation of its coloured pixels,
+    float16), both on a ``COLOUR_SIZE``² box-filtered copy.
+
+    Saturation (not chroma) weights the hues because it does not change when the image is
+    brightened; the median is the background when objects cover less than half the picture,
+    and otherwise still a colour that a crop or a resize leaves in place.
+    """
+    from PIL import Image
+
+    small = image.convert("RGB").resize((COLOUR_SIZE, COLOUR_SIZE), Image.Resampling.BOX)
+    pixels = np.asarray(small, dtype=np.float32).reshape(-1, 3)
+    background = np.median(pixels, axis=0).round().astype(np.uint8)
+    return background, hue_histogram(pixels[None])[0].astype(np.float16)
+
+
+def hue_histogram(pixels: np.ndarray) -> np.ndarray:
+    """Saturation-weighted hue histograms of stacks of RGB pixels (``(n, pixels, 3)``, 0-255),
+    ``HUE_BINS`` bins from red; pixels below ``_MIN_SATURATION`` or ``_MIN_VALUE`` count for
+    nothing."""
+    high, low = pixels.max(axis=-1), pixels.min(axis=-1)
+    chroma = high - low
+    saturation = chroma / np.maximum(high, 1e-6)
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    safe = np.maximum(chroma, 1e-6)
+    hue = np.where(high == r, ((g - b) / safe) % 6,
+                   np.where(high == g, (b - r) / safe + 2, (r - g) / safe + 4)) / 6  # 0..1
+    weight = np.where((saturation >= _MIN_SATURATION) & (high >= _MIN_VALUE), saturation, 0.0)
+    bins = np.minimum((hue * HUE_BINS).astype(np.int64), HUE_BINS - 1)
+    out = np.zeros((len(pixels), HUE_BINS), dtype=np.float32)
+    np.add.at(out, (np.repeat(np.arange(len(pixels)), pixels.shape[1]), bins.ravel()), weight.ravel())
+    return out
+
+
+def colour_agreement(background_a: np.ndarray, background_b: np.ndarray, hues_a: np.ndarray,
+                     hues_b: np.ndarray) -> np.ndarray:
+    """Row-wise: do two stacks of colour signatures (see :func:`colour_signature`) agree?
+
+    Three tests, all needed: (1) the background colours, once the darker is brightened by the
+    best gain up to ``MAX_GAIN`` (clipped at 255, as a brightness edit clips), differ by at most
+    ``BACKGROUND_DISTANCE`` in every channel; (2) the amounts of saturated colour are within a
+    factor ``MASS_RATIO`` (or both images are colourless); (3) the hue histograms, normalised,
+    are within ``HUE_DISTANCE`` degrees of earth mover's distance on the hue circle.
+    """
+    x = background_a.astype(np.float32)
+    y = background_b.astype(np.float32)
+    darker = (x.sum(axis=1) > y.sum(axis=1))[:, None]
+    x, y = np.where(darker, y, x), np.where(darker, x, y)  # x: the darker background
+    background = np.full(len(x), np.inf, dtype=np.float32)
+    for gain in np.linspace(1.0, MAX_GAIN, 31, dtype=np.float32):
+        background = np.minimum(background, np.abs(np.minimum(x * gain, 255) - y).max(axis=1) / 255)
+
+    p = hues_a.astype(np.float32)
+    q = hues_b.astype(np.float32)
+    mass_p, mass_q = p.sum(axis=1), q.sum(axis=1)
+    coloured_p, coloured_q = mass_p >= _MIN_MASS, mass_q >= _MIN_MASS
+    ratio = np.maximum(mass_p, mass_q) / np.maximum(np.minimum(mass_p, mass_q), 1e-6)
+    mass = np.where(coloured_p & coloured_q, ratio <= MASS_RATIO, coloured_p == coloured_q)
+    # circular earth mover's distance: the cumulative difference, less its median, summed
+    cumulative = np.cumsum(p / np.maximum(mass_p, 1e-6)[:, None] - q / np.maximum(mass_q, 1e-6)[:, None],
+                           axis=1)
+    moved = np.abs(cumulative - np.median(cumulative, axis=1, keepdims=True)).sum(axis=1)
+    hue = ~(coloured_p & coloured_q) | (moved * (360 / HUE_BINS) <= HUE_DISTANCE)
+    return (background <= BACKGROUND_DISTANCE) & mass & hue
+
+
+def colour_settings() -> dict[str, float]:
+    """The colour check's constants, as a layer's provenance records them."""
+    return {"close_thumb": CLOSE_THUMB, "size": COLOUR_SIZE, "max_gain": MAX_GAIN,
+            "background_distance": BACKGROUND_DISTANCE, "mass_ratio": MASS_RATIO,
+            "hue_distance": HUE_DISTANCE}
 
 
 def thumb_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -74,60 +176,78 @@ def thumb_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @dataclass
 class ImageIndex:
-    """Hashes and thumbnails of every image seen, in the order seen."""
+    """Hashes, thumbnails and colour signatures of every image seen, in the order seen."""
 
     ids: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     _hashes: list[np.ndarray] = field(default_factory=list)
     _thumbs: list[np.ndarray] = field(default_factory=list)
-    _pending_h: list[int] = field(default_factory=list)
-    _pending_t: list[np.ndarray] = field(default_factory=list)
+    _backgrounds: list[np.ndarray] = field(default_factory=list)
+    _hues: list[np.ndarray] = field(default_factory=list)
+    _pending: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
 
     def add(self, id: str, image: Any) -> None:
         """Index one decoded image."""
-        value, thumb = image_hash(image), thumbnail(image)  # both, or neither on a bad image
-        self._pending_h.append(value)
-        self._pending_t.append(thumb)
+        # all three, or nothing on a bad image
+        entry = (image_hash(image), thumbnail(image), *colour_signature(image))
+        self._pending.append(entry)
         self.ids.append(id)
-        if len(self._pending_h) >= 4096:
+        if len(self._pending) >= 4096:
             self._flush()
 
     def _flush(self) -> None:
-        if self._pending_h:
-            self._hashes.append(np.array(self._pending_h, dtype=np.uint64))
-            self._thumbs.append(np.stack(self._pending_t))
-            self._pending_h, self._pending_t = [], []
+        if self._pending:
+            hashes, thumbs, backgrounds, hues = zip(*self._pending, strict=True)
+            self._hashes.append(np.array(hashes, dtype=np.uint64))
+            self._thumbs.append(np.stack(thumbs))
+            self._backgrounds.append(np.stack(backgrounds))
+            self._hues.append(np.stack(hues))
+            self._pending = []
+
+    def _joined(self, parts: list[np.ndarray], empty: np.ndarray) -> np.ndarray:
+        self._flush()
+        if len(parts) > 1:
+            parts[:] = [np.concatenate(parts)]
+        return parts[0] if parts else empty
 
     @property
     def hashes(self) -> np.ndarray:
-        self._flush()
-        if len(self._hashes) > 1:
-            self._hashes = [np.concatenate(self._hashes)]
-        return self._hashes[0] if self._hashes else np.zeros(0, dtype=np.uint64)
+        """The 64-bit pHashes, one per image (uint64)."""
+        return self._joined(self._hashes, np.zeros(0, dtype=np.uint64))
 
     @property
     def thumbs(self) -> np.ndarray:
-        self._flush()
-        if len(self._thumbs) > 1:
-            self._thumbs = [np.concatenate(self._thumbs)]
-        return self._thumbs[0] if self._thumbs else np.zeros((0, 3 * THUMB * THUMB), dtype=np.uint8)
+        """The 8×8 RGB thumbnails, one flattened row per image (uint8)."""
+        return self._joined(self._thumbs, np.zeros((0, 3 * THUMB * THUMB), dtype=np.uint8))
+
+    @property
+    def backgrounds(self) -> np.ndarray:
+        """The background colours of the colour signatures, one RGB row per image (uint8)."""
+        return self._joined(self._backgrounds, np.zeros((0, 3), dtype=np.uint8))
+
+    @property
+    def hues(self) -> np.ndarray:
+        """The hue histograms of the colour signatures, one row per image (float16)."""
+        return self._joined(self._hues, np.zeros((0, HUE_BINS), dtype=np.float16))
 
     def nbytes(self) -> int:
-        """Memory held by the hashes and thumbnails."""
-        return int(self.hashes.nbytes + self.thumbs.nbytes)
+        """Memory held by the hashes, thumbnails and colour signatures."""
+        return int(self.hashes.nbytes + self.thumbs.nbytes + self.backgrounds.nbytes + self.hues.nbytes)
 
-    def pairs(self, radius: int = RADIUS, max_thumb_distance: float = THUMB_DISTANCE
-              ) -> Iterator[tuple[int, int, int]]:
+    def pairs(self, radius: int = RADIUS, max_thumb_distance: float = THUMB_DISTANCE,
+              colour_check: bool = True) -> Iterator[tuple[int, int, int]]:
         """``(i, j, hamming)`` for every pair ``i < j`` (positions in :attr:`ids`); see
         :meth:`pair_arrays`."""
-        i, j, d = self.pair_arrays(radius, max_thumb_distance)
+        i, j, d = self.pair_arrays(radius, max_thumb_distance, colour_check)
         yield from zip(i.tolist(), j.tolist(), d.tolist(), strict=True)
 
-    def pair_arrays(self, radius: int = RADIUS, max_thumb_distance: float = THUMB_DISTANCE
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def pair_arrays(self, radius: int = RADIUS, max_thumb_distance: float = THUMB_DISTANCE,
+                    colour_check: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Positions ``i < j`` (in :attr:`ids`) and Hamming distances of the pairs within
-        ``radius`` whose thumbnails are within ``max_thumb_distance`` (0 skips that test), as
-        arrays (12 bytes a pair).
+        ``radius`` whose thumbnails are within ``max_thumb_distance`` (0 skips that test and the
+        colour check) and — when ``colour_check`` and the thumbnails are further apart than
+        ``CLOSE_THUMB`` — whose colours agree (:func:`colour_agreement`), as arrays (12 bytes a
+        pair).
 
         An exhaustive, vectorised search in blocks whose size keeps the temporary arrays under a
         fixed bound (about 32 MB) whatever the corpus size. Images identical in hash and
@@ -146,8 +266,9 @@ class ImageIndex:
         later = np.flatnonzero(representative != np.arange(len(hashes)))
         parts_i, parts_j, parts_d = [representative[later]], [later], [np.zeros(len(later), np.uint8)]
         order = np.sort(first)  # distinct images, in the order seen
+        colours = (self.backgrounds[order], self.hues[order]) if colour_check else None
         pending = 0
-        for i, j, d in self._blocks(hashes[order], thumbs[order], radius, max_thumb_distance):
+        for i, j, d in self._blocks(hashes[order], thumbs[order], colours, radius, max_thumb_distance):
             parts_i.append(order[i])
             parts_j.append(order[j])
             parts_d.append(d)
@@ -161,8 +282,8 @@ class ImageIndex:
         return low.astype(np.int32), high.astype(np.int32), dist.astype(np.uint8)
 
     @staticmethod
-    def _blocks(hashes: np.ndarray, thumbs: np.ndarray, radius: int, max_thumb_distance: float
-                ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def _blocks(hashes: np.ndarray, thumbs: np.ndarray, colours: tuple[np.ndarray, np.ndarray] | None,
+                radius: int, max_thumb_distance: float) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         n = len(hashes)
         block = max(1, _BLOCK_CELLS // max(n, 1))
         for start in range(0, n, block):
@@ -177,11 +298,25 @@ class ImageIndex:
             del dist
             if max_thumb_distance > 0 and len(i):
                 close = np.concatenate([  # in batches: each pair gathers two thumbnails
-                    thumb_distance(thumbs[i[k:k + 65536]], thumbs[j[k:k + 65536]]) <= max_thumb_distance
+                    _confirm(thumbs, colours, i[k:k + 65536], j[k:k + 65536], max_thumb_distance)
                     for k in range(0, len(i), 65536)])
                 i, j, d = i[close], j[close], d[close]
             if len(i):
                 yield i, j, d
+
+
+def _confirm(thumbs: np.ndarray, colours: tuple[np.ndarray, np.ndarray] | None, i: np.ndarray,
+             j: np.ndarray, max_thumb_distance: float) -> np.ndarray:
+    """Which pairs ``(i, j)`` the thumbnails (and, when they are not close, the colours) confirm."""
+    distance = thumb_distance(thumbs[i], thumbs[j])
+    close = distance <= max_thumb_distance
+    if colours is not None:
+        loose = np.flatnonzero(close & (distance > CLOSE_THUMB))
+        if len(loose):
+            backgrounds, hues = colours
+            a, b = i[loose], j[loose]
+            close[loose] = colour_agreement(backgrounds[a], backgrounds[b], hues[a], hues[b])
+    return close
 
 
 def index_images(

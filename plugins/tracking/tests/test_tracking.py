@@ -1,6 +1,7 @@
 """vila2-tracking end to end: a real ``vila2 run`` of a tiny recipe, then the runs read back with
 MLflow's own client and from W&B's own run files (an offline run's transaction log holds
-wandb's protobuf records); and a run whose MLflow store cannot be written still finishes."""
+wandb's protobuf records); and a run whose MLflow store, or W&B folder, cannot be written still
+finishes, the failure named once."""
 
 from __future__ import annotations
 
@@ -178,3 +179,28 @@ def test_an_unwritable_store_is_named_once_and_the_run_goes_on(tiny_model: Path,
     assert "MLflow failed while starting the run" in lines[0] and "the run goes on" in lines[0]
     # the other tracker is unaffected
     assert list((run_dir / "wandb").glob("offline-run-*/files/report.md"))
+
+
+@pytest.mark.slow
+def test_an_unwritable_wandb_folder_is_named_once_and_the_run_goes_on(
+        tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.tracking import MlflowClient
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the W&B folder should be")  # unwritable even for root
+    done = vila2_run(tmp_path / "x", tiny_model, WANDB_DIR=str(blocker / "wandb"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = tmp_path / "x" / "run"
+    assert (run_dir / "results.json").is_file() and (run_dir / "report.md").is_file()
+    # one line, although every step, round and the run's end reached the tracker
+    lines = [line for line in done.stderr.splitlines() if line.startswith("vila2-tracking:")]
+    assert len(lines) == 1, lines
+    assert "W&B failed while starting the run" in lines[0] and "the run goes on" in lines[0]
+    assert str(blocker / "wandb") in lines[0]  # the folder is named
+    assert "Falling back to temporary directory" not in done.stderr  # wandb was not left to guess
+    # the other tracker is unaffected
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient(tracking_uri=(run_dir / "mlruns").as_uri())
+    runs = client.search_runs([client.get_experiment_by_name("vila2").experiment_id])
+    assert [r.info.status for r in runs] == ["FINISHED"]
+    assert "round/vqa/score" in runs[0].data.metrics

@@ -12,6 +12,7 @@ import netrc
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -139,6 +140,26 @@ def wandb_mode() -> str:
     return "offline"
 
 
+class UnwritableFolder(OSError):
+    """The folder a tracker was told to write to cannot be written."""
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and write (then remove) a file in it; raise
+    :class:`UnwritableFolder` naming the folder when that fails.
+
+    A real write rather than ``os.access``: permission bits do not stop root, and a path under a
+    regular file, a read-only mount or a full disk only show when something is written.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".vila2-tracking-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UnwritableFolder(f"cannot write to {folder}: {reason}") from None
+
+
 class WandbBackend:
     """Logs through ``wandb.init`` / ``run.log``; the run's files go to ``WANDB_DIR`` or the
     run folder (``RUN/wandb``)."""
@@ -155,6 +176,10 @@ class WandbBackend:
 
         self.run_dir = run_dir
         folder = os.environ.get("WANDB_DIR") or str(run_dir)
+        # wandb.init, given a folder it cannot write, quietly writes to a temporary one instead
+        # (lost when the machine cleans it): check first, so that the failure is named (once, by
+        # Guarded) and W&B is switched off for this run, as a failing MLflow store is
+        check_writable(Path(folder) / "wandb")
         self.run = wandb.init(
             project=os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT, name=run_name,
             config=dict(recipe), dir=folder, mode=wandb_mode(),  # type: ignore[arg-type]
