@@ -1,6 +1,8 @@
 """Does the clipscore filter lower the wrong-mention rate of the recaptions it keeps? (vila2-clipscore)
 
     python benchmarks/clipscore_filter.py --clip models/clip --work /tmp/clipscore_bench [--limit 1000]
+    python benchmarks/clipscore_filter.py --clip models/clip --work /tmp/clipscore_r0 \
+        --world RUN/world --model RUN/round0/train/0-sft      # a demo run's own round-0 model
 
 Real recaptions, as the demo recipe (vila2/recipes/demo.yaml) makes them in its first round:
 
@@ -14,6 +16,9 @@ Real recaptions, as the demo recipe (vila2/recipes/demo.yaml) makes them in its 
    that name no object of the image, against the ground-truth scenes) of: every caption; the
    captions the demo's filters keep; those plus each clipscore filter at the model's calibrated
    threshold; and the top 90/75/50 % of the demo-kept captions by each score.
+
+``--world`` and ``--model`` replace step 1's world and warmed-up model with existing ones (a demo
+run's ``RUN/world`` and the model its first round recaptions with, ``RUN/round0/train/0-sft``).
 
 The same is done for the world's web alt-text of those images (20 % name a wrong colour or
 shape), scored in batches with ``vila2_clipscore.layers.score_layer``.
@@ -123,6 +128,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--work", required=True, help="work folder (world, warmed model, captions); reused")
     parser.add_argument("--limit", type=int, default=1000, help="pretraining images recaptioned")
     parser.add_argument("--warmup-steps", type=int, default=1200)
+    parser.add_argument("--world", help="an existing world folder (default: the demo world, seed 0, under --work)")
+    parser.add_argument("--model", help="recaption with this model folder (default: warm up the demo's starting point)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -131,8 +138,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if record is None:
         raise SystemExit(f"{args.clip} has no clipscore.json: train it with `vila2 clipscore train`")
     thresholds = record["thresholds"]
-    world = write_world(work / "world", seed=0, size="demo")
-    model = warm_model(work, world, args.warmup_steps)
+    if args.world:
+        world = Path(args.world)
+        if not (world / "world.json").is_file():
+            raise SystemExit(f"{world} holds no world (world.json)")
+    else:
+        world = write_world(work / "world", seed=0, size="demo")
+    model = Path(args.model) if args.model else warm_model(work, world, args.warmup_steps)
     data = subset(world, work / f"subset-{args.limit}", args.limit)
     started = time.perf_counter()
     clip = str(Path(args.clip).resolve())
@@ -146,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "alt-clip" not in Dataset.open(data).layers():
         score_layer(data, "alt", "alt-clip", clip)
     results = {
-        "clip": clip, "thresholds": thresholds, "recaption_model": str(model),
+        "clip": clip, "thresholds": thresholds, "world": str(world), "recaption_model": str(model),
         "recaptions": {"captioned": summary.captioned, "caption_seconds": round(seconds, 1),
                        **compare(data, "recap", world, thresholds, demo=True)},
         "alt_text": compare(data, "alt-clip", world, thresholds, demo=False),
