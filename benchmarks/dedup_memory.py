@@ -10,8 +10,9 @@ cropped, brightened), with a caption layer; then runs the deduplication — ``--
 ``--captions caption``, and both — each in a fresh process, and reads its peak resident memory
 (``wait4``'s ``ru_maxrss``). It also measures the floor — a process that imports the same
 libraries and reads one sample — and prints, per mode, the ratio of peaks between the largest
-and the smallest size. Images are streamed shard by shard, so what grows is the index: 200 bytes
-per image (hash + thumbnail), a 512-byte MinHash signature per caption, and the ids.
+and the smallest size. Images are streamed shard by shard, so what grows is the index: about
+1,080 bytes per image (the hash, five crop hashes, the 8x8 and 16x16 thumbnails and the colour
+signature), a 512-byte MinHash signature per caption, and the ids.
 """
 
 from __future__ import annotations

@@ -198,3 +198,28 @@ def test_shingles_ignore_case_and_punctuation() -> None:
     assert shingles("A red, red CIRCLE!") == shingles("a red red circle")
     assert shingles("...") == set()
     assert TRANSFORMS == ("resize", "upscale", "jpeg", "crop", "bright", "combo")
+
+
+def test_a_slight_crop_is_found_by_the_crop_hashes() -> None:
+    """A 5% crop of a small blue diamond on gray moves the full frame's pHash 30 bits away, past
+    the radius; the crop hashes find it and the fine thumbnails confirm it. The same diamond
+    elsewhere, or red, is not paired."""
+    from vila2_dedup.images import RADIUS, ImageIndex, image_hash
+
+    from vila2.world.render import render
+    from vila2.world.scene import Obj, Scene
+
+    def scene(color: str = "blue", box: tuple[int, int, int, int] = (421, 169, 623, 371)) -> Image.Image:
+        return render(Scene(5, "gray", (Obj("diamond", color, "small", box),))).convert("RGB")
+
+    original = scene()
+    images = {"a": original, "a~crop": original.crop((3, 0, 64, 61)),
+              "b-moved": scene(box=(121, 569, 323, 771)), "c-red": scene("red")}
+    assert bin(image_hash(original) ^ image_hash(images["a~crop"])).count("1") > RADIUS
+    index = ImageIndex()
+    for id, image in images.items():
+        index.add(id, image)
+    pairs = {(index.ids[i], index.ids[j]) for i, j, _ in index.pairs()}
+    assert pairs == {("a", "a~crop")}
+    # the crop path needs the colour check: without it only the full-frame path runs
+    assert ("a", "a~crop") not in {(index.ids[i], index.ids[j]) for i, j, _ in index.pairs(colour_check=False)}

@@ -2,8 +2,9 @@
 each pair confirmed by a small colour thumbnail and, unless the thumbnails agree closely, by the
 images' colours.
 
-The index holds, per image, the hash (8 bytes), an 8×8 RGB thumbnail (192 bytes) and a colour
-signature (75 bytes): it grows with the corpus, the images do not stay in memory (they are
+The index holds, per image, the hash (8 bytes), an 8×8 RGB thumbnail (192 bytes), a colour
+signature (75 bytes), and for cropped copies five more hashes (40 bytes) and a 16×16 RGB
+thumbnail (768 bytes): it grows with the corpus, the images do not stay in memory (they are
 decoded one at a time while the dataset's shards stream past).
 
 Why three tests: a perceptual hash (``imagehash.phash``) is computed on a grey, 32×32 copy of the
@@ -18,10 +19,22 @@ does. So a pair whose thumbnails are not close must also agree in colour
 (:func:`colour_agreement`): the same background colour up to a bounded brightness change, as much
 saturated colour, and the same hues. A crop keeps all three; another object colour or another
 background does not.
+
+Why a second path for crops: a crop of a few percent shifts and scales the whole picture, which
+moves the full frame's pHash past the radius for about a fifth of such copies, and the 8×8
+thumbnail (one pixel is 12.5% of the frame) cannot be aligned finely enough to confirm over a
+quarter of them. So every image also keeps the pHashes of five 5% crops of itself (the four corners
+and the centre): a copy cropped from its original lands near one of them. Such a pair is a
+candidate when one image's crop hash lies within ``CROP_RADIUS`` of the other's full hash; it
+must pass the colour check, and then a finer test (:func:`crop_distance`): one 16×16 thumbnail,
+cropped and resampled at a few sub-pixel positions and scales, must match the other at every
+pixel once both are slightly blurred. Distinct scenes that the colour check lets through mostly
+differ at some pixel by more than a crop's resampling error does.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,8 +70,29 @@ MAX_GAIN = 1.3
 BACKGROUND_DISTANCE = 0.03
 MASS_RATIO = 1.3
 HUE_DISTANCE = 15.0
+#: the crop path: each image keeps the pHashes of these crops (left, top; each ``1 - CROP`` of the
+#: width and height): the four corners and the centre, so that a copy cropped by up to about
+#: ``CROP`` anywhere lands within a few pixels of one of them
+CROP = 0.05
+CROP_BOXES = ((0.0, 0.0), (CROP, 0.0), (0.0, CROP), (CROP, CROP), (CROP / 2, CROP / 2))
+#: a crop hash within this many bits of another image's full hash makes a crop candidate (tighter
+#: than ``RADIUS``: five hashes per image give five times the chances of a chance match)
+CROP_RADIUS = 6
+#: the crop path's thumbnails are FINE×FINE: at 8×8 one pixel is 12.5% of the frame, coarser than
+#: the shift a 5% crop makes
+FINE = 16
+#: the crops tried when confirming: kept fractions of the side, each at 3×3 positions from one
+#: corner to the other (steps of 2–2.5% of the side, under half a fine pixel)
+CROP_SCALES = (0.95, 0.96)
+CROP_STEPS = 3
+#: largest distance (as :func:`thumb_distance` measures it, on the fine thumbnails once smoothed:
+#: see :func:`crop_distance`) of a crop candidate that is confirmed (chosen on the tuning sets:
+#: see the README)
+CROP_DISTANCE = 0.18
 #: bound on the temporary block of the pairwise search, in hash comparisons
 _BLOCK_CELLS = 1 << 22
+#: pairs per batch when confirming crop candidates (a few float arrays of 768 values each)
+_CROP_BATCH = 8192
 
 
 def image_hash(image: Any) -> int:
@@ -74,6 +108,25 @@ def thumbnail(image: Any) -> np.ndarray:
     from PIL import Image
 
     small = image.convert("RGB").resize((THUMB, THUMB), Image.Resampling.BOX)
+    return np.asarray(small, dtype=np.uint8).reshape(-1)
+
+
+def crop_hashes(image: Any) -> np.ndarray:
+    """The pHashes (see :func:`image_hash`) of the crops ``CROP_BOXES`` of a PIL image (uint64)."""
+    w, h = image.size
+    keep = 1 - CROP
+    out = []
+    for left, top in CROP_BOXES:
+        box = (round(left * w), round(top * h), round((left + keep) * w), round((top + keep) * h))
+        out.append(image_hash(image.crop(box)))
+    return np.array(out, dtype=np.uint64)
+
+
+def fine_thumbnail(image: Any) -> np.ndarray:
+    """The image as ``FINE``×``FINE`` RGB pixels (box-filtered), uint8, flattened."""
+    from PIL import Image
+
+    small = image.convert("RGB").resize((FINE, FINE), Image.Resampling.BOX)
     return np.asarray(small, dtype=np.uint8).reshape(-1)
 
 
@@ -144,11 +197,70 @@ def colour_agreement(background_a: np.ndarray, background_b: np.ndarray, hues_a:
     return (background <= BACKGROUND_DISTANCE) & mass & hue
 
 
-def colour_settings() -> dict[str, float]:
-    """The colour check's constants, as a layer's provenance records them."""
+def colour_settings() -> dict[str, Any]:
+    """The colour check's constants (and those of the crop path, which needs the colour check),
+    as a layer's provenance records them."""
     return {"close_thumb": CLOSE_THUMB, "size": COLOUR_SIZE, "max_gain": MAX_GAIN,
             "background_distance": BACKGROUND_DISTANCE, "mass_ratio": MASS_RATIO,
-            "hue_distance": HUE_DISTANCE}
+            "hue_distance": HUE_DISTANCE,
+            "crop": {"boxes": [list(box) for box in CROP_BOXES], "fraction": CROP,
+                     "radius": CROP_RADIUS, "fine": FINE, "scales": list(CROP_SCALES),
+                     "steps": CROP_STEPS, "smoothing": [1, 2, 1], "distance": CROP_DISTANCE}}
+
+
+def _taps(start: float, extent: float) -> tuple[np.ndarray, np.ndarray]:
+    """Linear-interpolation taps that resample ``FINE`` pixels of the span ``[start, start +
+    extent]`` (a share of the side) to ``FINE`` pixels: the first source pixel and its weight."""
+    centres = (start + (np.arange(FINE) + 0.5) / FINE * extent) * FINE - 0.5
+    first = np.clip(np.floor(centres).astype(np.int64), 0, FINE - 2)
+    return first, np.clip(centres - first, 0, 1).astype(np.float32)
+
+
+def _smoothed(x: np.ndarray) -> np.ndarray:
+    """Stacks of images (``(n, h, w, channels)``) blurred by a [1, 2, 1] / 4 kernel along both
+    axes, edges repeated."""
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    tall = (padded[:, :-2] + 2 * padded[:, 1:-1] + padded[:, 2:]) / 4
+    return (tall[:, :, :-2] + 2 * tall[:, :, 1:-1] + tall[:, :, 2:]) / 4
+
+
+def _normalised(x: np.ndarray) -> np.ndarray:
+    # divided by the mean brightness, as thumb_distance does: a brightened copy cancels out
+    return x / (x.mean(axis=(1, 2, 3), keepdims=True) + 1e-3)
+
+
+def crop_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise distance of two stacks of fine thumbnails (see :func:`fine_thumbnail`) when one
+    may be a crop of the other: the largest colour difference of any pixel, each thumbnail
+    divided by its mean brightness, at the best of the crops ``CROP_SCALES`` × ``CROP_STEPS``²
+    of either one (resampled linearly to the full size) against the other, both smoothed
+    (:func:`_smoothed`) before they are compared.
+
+    The largest difference, as in :func:`thumb_distance`: distinct scenes that pass the colour
+    check differ in a small object, so in few pixels, but by a lot in those. The smoothing,
+    because a thumbnail resampled from a thumbnail is not the thumbnail of the crop: at a sharp
+    edge they differ by up to half the edge's contrast (measured: about three in four exact 5%
+    crops of world scenes that the full-frame path misses stay above 0.3 unsmoothed), while a
+    small object's difference survives a 3-pixel blur.
+    """
+    shape = (-1, FINE, FINE, 3)
+    best = np.full(len(a), np.inf, dtype=np.float32)
+    for x, y in ((a, b), (b, a)):  # which one is the crop is not known
+        source = x.astype(np.float32).reshape(shape)
+        target = _smoothed(_normalised(y.astype(np.float32).reshape(shape)))
+        for extent in CROP_SCALES:
+            starts = np.linspace(0, 1 - extent, CROP_STEPS)
+            for top in starts:
+                rows, fy = _taps(float(top), extent)
+                tall = (source[:, rows] * (1 - fy)[None, :, None, None]
+                        + source[:, rows + 1] * fy[None, :, None, None])
+                for left in starts:
+                    cols, fx = _taps(float(left), extent)
+                    moved = _smoothed(_normalised(tall[:, :, cols] * (1 - fx)[None, None, :, None]
+                                                  + tall[:, :, cols + 1] * fx[None, None, :, None]))
+                    worst = np.sqrt(((moved - target) ** 2).sum(axis=-1)).reshape(len(a), -1).max(axis=1)
+                    best = np.minimum(best, worst)
+    return best
 
 
 def thumb_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -184,12 +296,16 @@ class ImageIndex:
     _thumbs: list[np.ndarray] = field(default_factory=list)
     _backgrounds: list[np.ndarray] = field(default_factory=list)
     _hues: list[np.ndarray] = field(default_factory=list)
-    _pending: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    _crops: list[np.ndarray] = field(default_factory=list)
+    _fines: list[np.ndarray] = field(default_factory=list)
+    _pending: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(
+        default_factory=list)
 
     def add(self, id: str, image: Any) -> None:
         """Index one decoded image."""
-        # all three, or nothing on a bad image
-        entry = (image_hash(image), thumbnail(image), *colour_signature(image))
+        # all of them, or nothing on a bad image
+        entry = (image_hash(image), thumbnail(image), *colour_signature(image), crop_hashes(image),
+                 fine_thumbnail(image))
         self._pending.append(entry)
         self.ids.append(id)
         if len(self._pending) >= 4096:
@@ -197,11 +313,13 @@ class ImageIndex:
 
     def _flush(self) -> None:
         if self._pending:
-            hashes, thumbs, backgrounds, hues = zip(*self._pending, strict=True)
+            hashes, thumbs, backgrounds, hues, crops, fines = zip(*self._pending, strict=True)
             self._hashes.append(np.array(hashes, dtype=np.uint64))
             self._thumbs.append(np.stack(thumbs))
             self._backgrounds.append(np.stack(backgrounds))
             self._hues.append(np.stack(hues))
+            self._crops.append(np.stack(crops))
+            self._fines.append(np.stack(fines))
             self._pending = []
 
     def _joined(self, parts: list[np.ndarray], empty: np.ndarray) -> np.ndarray:
@@ -230,9 +348,20 @@ class ImageIndex:
         """The hue histograms of the colour signatures, one row per image (float16)."""
         return self._joined(self._hues, np.zeros((0, HUE_BINS), dtype=np.float16))
 
+    @property
+    def crops(self) -> np.ndarray:
+        """The pHashes of the crops ``CROP_BOXES``, one row per image (uint64)."""
+        return self._joined(self._crops, np.zeros((0, len(CROP_BOXES)), dtype=np.uint64))
+
+    @property
+    def fines(self) -> np.ndarray:
+        """The ``FINE``×``FINE`` RGB thumbnails, one flattened row per image (uint8)."""
+        return self._joined(self._fines, np.zeros((0, 3 * FINE * FINE), dtype=np.uint8))
+
     def nbytes(self) -> int:
         """Memory held by the hashes, thumbnails and colour signatures."""
-        return int(self.hashes.nbytes + self.thumbs.nbytes + self.backgrounds.nbytes + self.hues.nbytes)
+        return int(self.hashes.nbytes + self.thumbs.nbytes + self.backgrounds.nbytes + self.hues.nbytes
+                   + self.crops.nbytes + self.fines.nbytes)
 
     def pairs(self, radius: int = RADIUS, max_thumb_distance: float = THUMB_DISTANCE,
               colour_check: bool = True) -> Iterator[tuple[int, int, int]]:
@@ -254,6 +383,11 @@ class ImageIndex:
         thumbnail are paired with the first of them only (an image repeated k times costs k - 1
         pairs, not k²), and only those first ones are compared with the rest; each image keeps
         its ``LOWS_PER_ID`` smallest partners (:func:`vila2_dedup.groups.smallest_lows`).
+
+        With the thumbnail test and the colour check on, crop candidates are searched the same
+        way (a crop hash within ``CROP_RADIUS`` of the other image's full hash), confirmed by the
+        colours and :func:`crop_distance`, and added with their crop-hash distance (a pair found
+        both ways keeps its full-hash distance).
         """
         hashes, thumbs = self.hashes, self.thumbs
         empty = np.zeros(0, dtype=np.int32)
@@ -267,8 +401,13 @@ class ImageIndex:
         parts_i, parts_j, parts_d = [representative[later]], [later], [np.zeros(len(later), np.uint8)]
         order = np.sort(first)  # distinct images, in the order seen
         colours = (self.backgrounds[order], self.hues[order]) if colour_check else None
+        found = self._blocks(hashes[order], thumbs[order], colours, radius, max_thumb_distance)
+        if colours is not None and max_thumb_distance > 0:  # the crop path needs both checks
+            # the fine thumbnails are read through ``order``, not copied (768 bytes an image)
+            found = itertools.chain(found, self._crop_blocks(hashes[order], self.crops[order],
+                                                             self.fines, order, colours))
         pending = 0
-        for i, j, d in self._blocks(hashes[order], thumbs[order], colours, radius, max_thumb_distance):
+        for i, j, d in found:
             parts_i.append(order[i])
             parts_j.append(order[j])
             parts_d.append(d)
@@ -300,6 +439,42 @@ class ImageIndex:
                 close = np.concatenate([  # in batches: each pair gathers two thumbnails
                     _confirm(thumbs, colours, i[k:k + 65536], j[k:k + 65536], max_thumb_distance)
                     for k in range(0, len(i), 65536)])
+                i, j, d = i[close], j[close], d[close]
+            if len(i):
+                yield i, j, d
+
+    @staticmethod
+    def _crop_blocks(hashes: np.ndarray, crops: np.ndarray, fines: np.ndarray, order: np.ndarray,
+                     colours: tuple[np.ndarray, np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Crop candidates ``i < j`` (positions in ``order``, like ``hashes``, ``crops`` and
+        ``colours``; ``fines`` is indexed through ``order``): a crop hash of one within
+        ``CROP_RADIUS`` of the other's full hash, either way round; confirmed by
+        :func:`colour_agreement` (always: the fine test alone does not see a gray background
+        against a white one) and :func:`crop_distance`."""
+        n = len(hashes)
+        boxes = crops.shape[1]
+        # each cell of the block makes 2 × boxes comparisons: fewer rows keep the bound
+        block = max(1, _BLOCK_CELLS // max(n * boxes, 1))
+        backgrounds, hues = colours
+        for start in range(0, n, block):
+            stop = min(n, start + block)
+            dist = np.full((stop - start, n - start), 255, dtype=np.uint8)
+            for k in range(boxes):
+                np.minimum(dist, np.bitwise_count(crops[start:stop, k, None] ^ hashes[None, start:]), out=dist)
+                np.minimum(dist, np.bitwise_count(hashes[start:stop, None] ^ crops[None, start:, k]), out=dist)
+            rows, cols = np.nonzero(dist <= CROP_RADIUS)
+            keep = cols > rows
+            rows, cols = rows[keep], cols[keep]
+            i, j, d = rows + start, cols + start, dist[rows, cols]
+            del dist
+            if len(i):
+                agree = colour_agreement(backgrounds[i], backgrounds[j], hues[i], hues[j])
+                i, j, d = i[agree], j[agree], d[agree]
+            if len(i):
+                close = np.concatenate([
+                    crop_distance(fines[order[i[k:k + _CROP_BATCH]]], fines[order[j[k:k + _CROP_BATCH]]])
+                    <= CROP_DISTANCE
+                    for k in range(0, len(i), _CROP_BATCH)])
                 i, j, d = i[close], j[close], d[close]
             if len(i):
                 yield i, j, d
