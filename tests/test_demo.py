@@ -7,6 +7,7 @@ recipe, so they take minutes: they are marked ``slow``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -221,3 +222,34 @@ def test_kill_at_a_boundary_and_mid_step_gives_the_same_report(
     ours = json.loads((out / "results.json").read_text())
     theirs = json.loads((reference / "results.json").read_text())
     assert ours["rows"] == theirs["rows"]
+
+
+def _fidelity() -> Any:
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "fidelity.py"
+    spec = importlib.util.spec_from_file_location("fidelity", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fidelity_summarises_runs_over_seeds(quick_demo: tuple[Path, str], tmp_path: Path) -> None:
+    """``benchmarks/fidelity.py``: mean ± sd per cell over the seeds' results, written between
+    the markers of the docs; seeds a test or recipe uses are refused."""
+    fidelity = _fidelity()
+    out, _ = quick_demo
+    results = json.loads((out / "results.json").read_text())
+    text = fidelity.table([{"seed": 101, "seconds": 60.0, "results": results},
+                           {"seed": 202, "seconds": 70.0, "results": results}])
+    for row in results["rows"]:
+        assert f"| {row['name']} |" in text
+    vqa = results["rows"][0]["scores"]["vqa"]["score"]
+    assert f"{100 * vqa:.1f} ± 0.0" in text  # the same run twice: sd 0
+    assert "of 2)" in text and "seeds 101, 202" in text
+    docs = tmp_path / "DEMO.md"
+    docs.write_text(f"before\n{fidelity.START}\nold\n{fidelity.END}\nafter\n")
+    fidelity.write_docs(text, docs)
+    assert docs.read_text() == f"before\n{fidelity.START}\n{text}\n{fidelity.END}\nafter\n"
+    assert fidelity.recipe_for("demo", 101)["data"]["world"]["seed"] == 101
+    with pytest.raises(SystemExit):
+        fidelity.main(["--out", str(tmp_path), "--seeds", "0", "101"])

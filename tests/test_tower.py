@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -90,3 +91,57 @@ def test_preset_tower_command_builds_a_short_tower(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["preset", "tower", "--out", str(tmp_path / "t"), "--short"])
     assert result.exit_code == 0, result.output
     assert "held-out cell accuracy" in result.output and (tmp_path / "t" / "tower.safetensors").is_file()
+
+
+def test_starting_point_world_is_disjoint_from_recipes_worlds() -> None:
+    from vila2.training.start import START_WORLD_SEED, check_start_disjoint
+
+    for seed in (0, 1, 101, 202, 303):
+        check_start_disjoint(seed, size="demo")
+    with pytest.raises(ValueError):
+        check_start_disjoint(START_WORLD_SEED)
+
+
+def test_preset_start_command_builds_a_short_starting_point(tmp_path: Path) -> None:
+    """`vila2 preset start --short` runs every part of the build: its own world, the preset on
+    the tower, the training, the image-dependence check; the folder is a plain HF model whose
+    tower is the shipped one, and a second build with the same settings is a no-op."""
+    import torch
+    from click.testing import CliRunner
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageTextToText
+
+    from vila2.cli import cli
+    from vila2.pipeline.recipe import PACKAGED
+    from vila2.training.start import START_WORLD_SEED, start_info
+
+    out = tmp_path / "start"
+    result = CliRunner().invoke(cli, ["preset", "start", "--out", str(out), "--short"])
+    assert result.exit_code == 0, result.output
+    assert "with the right images" in result.output
+    info = start_info(out)
+    assert info["world_seed"] == START_WORLD_SEED and info["settings"]["steps"] == 4
+    assert info["image_dependence"]["questions"] == 8 and "answer_loss" in info["image_dependence"]
+    state = AutoModelForImageTextToText.from_pretrained(str(out)).model.vision_tower.state_dict()
+    tower = load_file(str(PACKAGED / "world-tower" / "tower.safetensors"))
+    assert all(torch.equal(state[k], v) for k, v in tower.items())  # frozen while training
+    stamp = (out / "model.safetensors").stat().st_mtime_ns
+    assert CliRunner().invoke(cli, ["preset", "start", "--out", str(out), "--short"]).exit_code == 0
+    assert (out / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_the_shipped_starting_point_looks_at_the_image() -> None:
+    """The packaged `world-start` (built by `vila2 preset start`): trained on its own world
+    only, on the shipped tower, and it answers from the image (VQA of its own world)."""
+    import hashlib
+
+    from vila2.pipeline.recipe import PACKAGED, load_recipe, packaged_recipe
+    from vila2.training.start import START_WORLD_SEED, StartSettings, start_info
+
+    info = start_info(PACKAGED / "world-start")
+    assert info["world_seed"] == START_WORLD_SEED and info["settings"] == dataclasses.asdict(StartSettings())
+    tower = hashlib.sha256((PACKAGED / "world-tower" / "tower.safetensors").read_bytes()).hexdigest()
+    assert info["tower_sha256"] == tower
+    seen = info["image_dependence"]
+    assert seen["questions"] >= 500 and seen["vqa"] - seen["vqa_shuffled"] >= 0.25 and seen["loss_gap"] >= 0.5
+    assert load_recipe(packaged_recipe("demo")).model.checkpoint == "world-start"

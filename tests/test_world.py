@@ -79,6 +79,28 @@ def test_sft_holds_the_detailed_caption_seed(tiny_world: Path) -> None:
     assert len(vqa) == SIZES["tiny"].sft and all(len(t) >= 4 for t in vqa)
 
 
+def test_sft_carries_a_share_of_short_domain_questions(tiny_world: Path) -> None:
+    """As LLaVA's SFT mix carries RefCOCO, OCR-VQA and Visual Genome questions: the generalist
+    learns each domain's answer format, never its domain sets or their long task prompts."""
+    sft = Dataset.open(tiny_world / "sft")
+    plain, described = sft.layer("conversations").texts(), sft.layer("described").texts()
+    vqa_starts = ("What color", "What shape", "How many", "Is there a")
+    domain = {}
+    for sample_id, text in plain.items():
+        if sample_id.startswith("sft-"):
+            last = json.loads(text)[-2]["value"].removeprefix("<image>\n")
+            if not last.startswith(vqa_starts):
+                domain[sample_id] = last
+                assert json.loads(described[sample_id])[-2:] == json.loads(text)[-2:]
+    share = len(domain) / SIZES["tiny"].sft
+    assert abs(share - SIZES["tiny"].sft_domain_fraction) < 0.12, share
+    asked = " ".join(domain.values())
+    markers = {"grounding": ("bounding box", "object is at"), "ocr": ("written",),
+               "spatial": ("relative to", "closest", "Where is the", "Is the")}
+    assert all(any(m in asked for m in ms) for ms in markers.values())  # each domain is asked
+    assert not set(domain.values()) & {SPATIAL_PROMPT, GROUNDING_PROMPT, OCR_PROMPT}
+
+
 def test_domain_sets_hold_their_task_prompts(tiny_world: Path) -> None:
     for name, prompt in (("spatial", SPATIAL_PROMPT), ("grounding", GROUNDING_PROMPT), ("ocr", OCR_PROMPT)):
         convs = [json.loads(v) for v in _layer(tiny_world / name, "conversations").values()]

@@ -94,6 +94,8 @@ class ModelSpec(_Strict):
     """The starting point every generalist is trained from: a preset or a checkpoint folder."""
 
     preset: str | None = None
+    #: a model folder, or the name of one shipped with vila2 (``world-start``: the demo's
+    #: starting point, built by ``vila2 preset start``)
     checkpoint: str | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)
     #: a pretrained vision tower for the preset (``world-tower``: the one shipped with vila2,

@@ -180,6 +180,16 @@ class Run:
                               "(build one with `vila2 preset tower --out DIR`)")
         return folder
 
+    def _checkpoint(self, name: str) -> Path:
+        """A model folder: a packaged one by name (``world-start``), else a path of the recipe."""
+        from vila2.pipeline.recipe import PACKAGED
+
+        packaged = PACKAGED / name
+        folder = packaged if (packaged / "config.json").is_file() else self.recipe.path(name)
+        if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
+            raise RecipeError(f"recipe: model.checkpoint: {folder} is not a model folder (no config.json)")
+        return folder
+
     def _plugin_files(self) -> list[str]:
         """The recipe's one-file plugins, for processes started by a step."""
         return [str(self.recipe.path(p)) for p in self.recipe.plugins]
@@ -205,10 +215,7 @@ class Run:
                                   f"(layers: {', '.join(layers) or 'none'})")
             lines.append(f"{key}: {path} layer {ref.layer!r}")
         if self.recipe.model.checkpoint is not None:
-            folder = self.recipe.path(self.recipe.model.checkpoint)
-            if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
-                raise RecipeError(f"recipe: model.checkpoint: {folder} is not a model folder (no config.json)")
-            lines.append(f"model.checkpoint: {folder}")
+            lines.append(f"model.checkpoint: {self._checkpoint(self.recipe.model.checkpoint)}")
         paths = [(f"evaluators[{i}].data", e.data) for i, e in enumerate(self.recipe.evaluators) if e.data]
         paths += [(f"data.specialists.{n}", s) for n, s in data.specialists.items()]
         for key, value in paths:
@@ -321,7 +328,7 @@ class Run:
     def _base_model(self, src: Sources) -> tuple[str, list[str]]:
         spec = self.recipe.model
         if spec.checkpoint is not None:
-            return str(self.recipe.path(spec.checkpoint)), []
+            return str(self._checkpoint(spec.checkpoint)), []
         after = self.data_after
 
         def build(out: Path) -> dict[str, Any]:

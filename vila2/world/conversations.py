@@ -163,6 +163,15 @@ def ocr_description(scene: Scene) -> str:
     return "There is no text in the image."
 
 
+#: the domains whose short questions the general SFT mix carries a few of
+DOMAIN_QUESTIONS = ("spatial", "grounding", "ocr")
+DOMAIN_ASKERS: dict[str, tuple[Callable[[Scene, random.Random, str], Pair | None], Sequence[str]]] = {
+    "spatial": (spatial_question, SPATIAL_KINDS),
+    "grounding": (grounding_question, GROUNDING_KINDS),
+    "ocr": (ocr_question, OCR_KINDS),
+}
+
+
 # -- training conversations --------------------------------------------------------------------
 def _pairs(
     scene: Scene, rng: random.Random, ask: Callable[[Scene, random.Random, str], Pair | None],
@@ -184,6 +193,26 @@ def with_description(conversation: list[dict[str, str]], scene: Scene, rng: rand
              for i in range(0, len(conversation), 2)]
     pairs.insert(rng.randint(0, len(pairs)), (rng.choice(DETAIL_PROMPTS), describe(scene)))
     return turns(pairs)
+
+
+def domain_question(scene: Scene, rng: random.Random) -> Pair | None:
+    """One short spatial, grounding or OCR question about ``scene`` (the domain drawn at random).
+
+    A real SFT mix carries a little of every task's format (LLaVA's holds RefCOCO boxes,
+    OCR-VQA, Visual Genome relations), so the generalist knows how such a question is answered;
+    what it knows about places, boxes and words has to come from elsewhere: its captions.
+    """
+    ask, kinds = DOMAIN_ASKERS[rng.choice(DOMAIN_QUESTIONS)]
+    for kind in rng.sample(list(kinds), len(kinds)):
+        pair = ask(scene, rng, kind)
+        if pair is not None:
+            return pair
+    return None
+
+
+def with_turn(conversation: list[dict[str, str]], pair: Pair) -> list[dict[str, str]]:
+    """``conversation`` with one more question–answer turn at the end."""
+    return [*conversation, {"from": "human", "value": pair[0]}, {"from": "gpt", "value": pair[1]}]
 
 
 def detail_conversation(scene: Scene, rng: random.Random) -> list[dict[str, str]]:

@@ -12,7 +12,9 @@ class WorldSize:
     """Image counts per part of the world.
 
     ``seed_fraction`` of the pretraining images are repeated in ``sft/`` with a full
-    description (the detailed-caption seed); ``sft`` more images carry general VQA.
+    description (the detailed-caption seed); ``sft`` more images carry general VQA, and
+    ``sft_domain_fraction`` of those one short spatial, grounding or OCR question as well.
+    ``bench`` is the number of questions of each held-out benchmark.
     """
 
     pretrain: int
@@ -23,6 +25,7 @@ class WorldSize:
     ocr: int
     bench: int
     mmmu: int
+    sft_domain_fraction: float = 0.3
 
     @property
     def seed(self) -> int:
@@ -37,9 +40,10 @@ SIZES: dict[str, WorldSize] = {
     # every test session builds this one: a few seconds
     "tiny": WorldSize(pretrain=300, seed_fraction=0.04, sft=120, spatial=80, grounding=80, ocr=80,
                       bench=40, mmmu=40),
-    # what `vila2 demo` trains on
+    # what `vila2 demo` trains on; 1,000 questions per benchmark, so a 3-point change is outside
+    # the 95% interval of a paired comparison
     "demo": WorldSize(pretrain=4000, seed_fraction=0.04, sft=1500, spatial=600, grounding=600,
-                      ocr=600, bench=200, mmmu=200),
+                      ocr=600, bench=1000, mmmu=200),
     "default": WorldSize(pretrain=20000, seed_fraction=0.04, sft=6000, spatial=2000,
                          grounding=2000, ocr=2000, bench=500, mmmu=300),
 }

@@ -29,7 +29,7 @@ from vila2.world.sizes import WorldSize, resolve_size
 from vila2.world.stats import pretrain_stats
 
 FORMAT = "vila2-world"
-VERSION = 1
+VERSION = 2  # 2: short domain questions in the SFT mix
 PRODUCER = "vila2.world"
 SHARD_SIZE = 1000
 PRETRAIN_WORD_RATE = 0.3
@@ -116,8 +116,9 @@ class WorldWriter:
         return pretrain_stats(scenes, alts, [describe(s) for s in scenes])
 
     def sft(self) -> None:
-        """``sft/``: the detailed-caption seed (pretraining images) and general VQA images; layer
-        ``described`` holds the same conversations with a description turn on every VQA image."""
+        """``sft/``: the detailed-caption seed (pretraining images) and general VQA images (a share of
+        them with one short domain question too); layer ``described`` holds the same conversations
+        with a description turn on every VQA image."""
         chosen = sorted(random.Random(f"{self.seed}/seed").sample(range(self.size.pretrain), self.size.seed))
 
         def records() -> Iterator[Record]:
@@ -133,6 +134,13 @@ class WorldWriter:
                 # the same questions with a "describe in detail" turn added: what a starting point
                 # that describes is warmed up on (SFT images only, never the pretraining split's)
                 described = conv.with_description(turns, scene, rng)
+                # a few conversations also ask a domain question (its own draw, so the rest of
+                # the world does not move with the share)
+                domain_rng = random.Random(f"{self.seed}/sft-domain/{i}")
+                if domain_rng.random() < self.size.sft_domain_fraction:
+                    pair = conv.domain_question(scene, domain_rng)
+                    if pair is not None:
+                        turns, described = conv.with_turn(turns, pair), conv.with_turn(described, pair)
                 yield Record(f"sft-{i:06d}", self.png(scene, train=True),
                              {"conversations": _conversation_row(turns, task="vqa"),
                               "described": _conversation_row(described, task="vqa+detail")})
