@@ -25,7 +25,7 @@ from vila2.world.captions import place
 from vila2.world.scene import COLORS, SHAPES
 
 #: a training run short enough for a test: 32-px images, a 48-wide CLIP
-QUICK = TrainSettings(images=1500, steps=150, batch_size=64, lr=2e-3, hidden_size=48, layers=2, heads=4,
+QUICK = TrainSettings(images=1500, steps=250, batch_size=64, lr=2e-3, hidden_size=48, layers=2, heads=4,
                       patch_size=8, vocab_size=400, calibration_images=60)
 
 
@@ -72,9 +72,10 @@ def test_the_trained_clip_is_an_ordinary_hf_folder(clip: Path, small_world: Path
     assert record is not None and set(record["thresholds"]) == {"mean", "min"}
     assert record["data"]["train_split"] == worlddata.TRAIN_SPLIT
     assert record["data"]["disjoint_check"]["world_images"] > 0
-    # learnt something: true descriptions beat other images' on held-out scenes
-    # above chance with margin: a 150-step CLIP scored on 60 held-out scenes; the
-    # AUC >= 0.9 of the full training is measured by benchmarks/clipscore_auc.py
+    # learnt something: true descriptions beat other images' on held-out scenes, above chance
+    # with margin (a 250-step CLIP on 60 held-out scenes: 0.84; at 150 steps it was 0.51-0.64
+    # depending on the tokenizer's corpus); the AUC >= 0.9 of the full training is measured by
+    # benchmarks/clipscore_auc.py
     assert record["calibration"]["mean"]["auc_other_description"] > 0.6
 
 
