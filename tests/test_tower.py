@@ -128,6 +128,10 @@ def test_preset_start_command_builds_a_short_starting_point(tmp_path: Path) -> N
     stamp = (out / "model.safetensors").stat().st_mtime_ns
     assert CliRunner().invoke(cli, ["preset", "start", "--out", str(out), "--short"]).exit_code == 0
     assert (out / "model.safetensors").stat().st_mtime_ns == stamp
+    assert info["disjoint_from"] == {"world_seed": 0, "size": "default"}
+    # a folder without a tower is named, with the command that builds one
+    bad = CliRunner().invoke(cli, ["preset", "start", "--out", str(tmp_path / "x"), "--short", "--tower", str(tmp_path)])
+    assert bad.exit_code != 0 and "holds no pretrained tower" in bad.output and "vila2 preset tower" in bad.output
 
 
 def test_the_shipped_starting_point_looks_at_the_image() -> None:
@@ -142,6 +146,7 @@ def test_the_shipped_starting_point_looks_at_the_image() -> None:
     assert info["world_seed"] == START_WORLD_SEED and info["settings"] == dataclasses.asdict(StartSettings())
     tower = hashlib.sha256((PACKAGED / "world-tower" / "tower.safetensors").read_bytes()).hexdigest()
     assert info["tower_sha256"] == tower
+    assert info["disjoint_from"] == {"world_seed": 0, "size": "default"}
     seen = info["image_dependence"]
     assert seen["questions"] >= 500 and seen["vqa"] - seen["vqa_shuffled"] >= 0.25 and seen["loss_gap"] >= 0.5
     assert load_recipe(packaged_recipe("demo")).model.checkpoint == "world-start"

@@ -137,7 +137,10 @@ def build_start_command(out: Path, tower: Path | None, short: bool) -> None:
     from vila2.training.start import StartSettings, build_start, start_info
 
     torch.set_num_threads(1)
-    folder = build_start(out, tower or PACKAGED / "world-tower", StartSettings.short() if short else StartSettings())
+    try:
+        folder = build_start(out, tower or PACKAGED / "world-tower", StartSettings.short() if short else StartSettings())
+    except ValueError as exc:  # no tower there, or a starting point built with other settings
+        raise click.ClickException(str(exc)) from None
     seen = start_info(folder)["image_dependence"]
     click.echo(f"starting point written to {folder}: VQA {100 * seen['vqa']:.1f} with the right images, "
                f"{100 * seen['vqa_shuffled']:.1f} with shuffled ones ({seen['questions']} questions)")

@@ -77,7 +77,9 @@ def build_start(out: str | Path, tower: str | Path, settings: StartSettings | No
     An ``out`` already holding a starting point built with the same settings and tower is
     returned as it is.
     """
+    from vila2.data.atomic import sha256_file, write_json
     from vila2.evaluate import evaluate_conversations
+    from vila2.training.tower import INFO as TOWER_INFO
     from vila2.training.tower import WEIGHTS, build_with_tower
     from vila2.training.trainer import train
     from vila2.world import world_texts, write_world
@@ -85,15 +87,21 @@ def build_start(out: str | Path, tower: str | Path, settings: StartSettings | No
 
     settings = settings or StartSettings()
     out, tower = Path(out), Path(tower)
-    split = json.loads((tower / "tower.json").read_text(encoding="utf-8")).get("split", {})
+    if not (tower / WEIGHTS).is_file() or not (tower / TOWER_INFO).is_file():
+        raise ValueError(f"{tower} holds no pretrained tower ({WEIGHTS} + {TOWER_INFO}); "
+                         "build one with `vila2 preset tower --out DIR`")
+    split = json.loads((tower / TOWER_INFO).read_text(encoding="utf-8")).get("split", {})
     wanted = {"settings": asdict(settings), "world_seed": START_WORLD_SEED,
-              "tower_sha256": _sha256(tower / WEIGHTS)}
+              "tower_sha256": sha256_file(tower / WEIGHTS)}
     info_path = out / INFO
     if info_path.is_file():
         info = json.loads(info_path.read_text(encoding="utf-8"))
         if all(info.get(k) == v for k, v in wanted.items()):
             return out
         raise ValueError(f"{out} holds a starting point built with other settings; choose another folder")
+    # the world recipes run on (its default size holds the demo and tiny worlds' scenes too)
+    disjoint_from = {"world_seed": 0, "size": "default"}
+    check_start_disjoint(**disjoint_from)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="vila2-start-") as tmp:
         world = write_world(Path(tmp) / "world", seed=START_WORLD_SEED, size=settings.world_size)
@@ -115,6 +123,7 @@ def build_start(out: str | Path, tower: str | Path, settings: StartSettings | No
     metrics = check.metrics
     info = {
         **wanted,
+        "disjoint_from": disjoint_from,
         "what_it_saw": (f"the SFT set of world {START_WORLD_SEED} (size {settings.world_size}): general VQA "
                         "conversations each with a description turn (layer `described`) and that world's "
                         "detailed-caption seed; the tower saw world images of its own split "
@@ -129,19 +138,13 @@ def build_start(out: str | Path, tower: str | Path, settings: StartSettings | No
         },
         "seconds": round(time.perf_counter() - started, 1),
     }
-    info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    write_json(info_path, info)
     return out
 
 
 def start_info(folder: str | Path) -> dict[str, Any]:
     """``start.json`` of a starting point folder."""
     return json.loads((Path(folder) / INFO).read_text(encoding="utf-8"))
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 __all__ = ["INFO", "START_WORLD_SEED", "StartSettings", "build_start", "check_start_disjoint", "start_info"]
