@@ -75,6 +75,18 @@ def test_missing_specialist_lists_installed(fresh_host: Any, plugin_registered: 
         _pipeline(tmp_path, specialists={"names": ["counting", "spatial"]}).check()
 
 
+def test_shipped_folders_resolve_by_name_and_a_wrong_path_is_named(tmp_path: Path) -> None:
+    from vila2.pipeline.recipe import PACKAGED
+
+    shipped = _pipeline(tmp_path, model={"checkpoint": "world-start"})
+    assert shipped._checkpoint("world-start") == PACKAGED / "world-start"
+    assert shipped._tower("world-tower") == PACKAGED / "world-tower"
+    with pytest.raises(RecipeError, match=r"model.checkpoint: .*nowhere is not a model folder"):
+        shipped._checkpoint("nowhere")
+    with pytest.raises(RecipeError, match=r"model.vision_tower: .*nowhere holds no tower.safetensors"):
+        shipped._tower("nowhere")
+
+
 def test_recipe_plugins_are_loaded(fresh_host: Any, tmp_path: Path) -> None:
     (tmp_path / "shouty.py").write_text(
         "import vila2\n\n@vila2.hookimpl\ndef register_filters(register):\n"

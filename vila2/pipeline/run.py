@@ -169,23 +169,25 @@ class Run:
             raise RecipeError(f"recipe: {exc}") from None
         return self._specialists()
 
-    def _tower(self, name: str) -> Path:
-        """A tower folder: a packaged one by name (``world-tower``), else a path of the recipe."""
+    def _shipped_or_path(self, name: str, marker: str) -> Path:
+        """A folder shipped with vila2 (``world-tower``, ``world-start``) when ``name`` is one
+        holding ``marker``, else ``name`` as a path of the recipe."""
         from vila2.pipeline.recipe import PACKAGED
 
         packaged = PACKAGED / name
-        folder = packaged if (packaged / "tower.safetensors").is_file() else self.recipe.path(name)
+        return packaged if (packaged / marker).is_file() else self.recipe.path(name)
+
+    def _tower(self, name: str) -> Path:
+        """The pretrained tower folder ``model.vision_tower`` names."""
+        folder = self._shipped_or_path(name, "tower.safetensors")
         if not (folder / "tower.safetensors").is_file():
             raise RecipeError(f"recipe: model.vision_tower: {folder} holds no tower.safetensors "
                               "(build one with `vila2 preset tower --out DIR`)")
         return folder
 
     def _checkpoint(self, name: str) -> Path:
-        """A model folder: a packaged one by name (``world-start``), else a path of the recipe."""
-        from vila2.pipeline.recipe import PACKAGED
-
-        packaged = PACKAGED / name
-        folder = packaged if (packaged / "config.json").is_file() else self.recipe.path(name)
+        """The model folder ``model.checkpoint`` names."""
+        folder = self._shipped_or_path(name, "config.json")
         if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
             raise RecipeError(f"recipe: model.checkpoint: {folder} is not a model folder (no config.json)")
         return folder
