@@ -48,16 +48,23 @@ from vila2.plugins import ENTRY_POINT_GROUP, Host, PluginError, set_host
 PathLike = str | os.PathLike[str]
 
 
-@pytest.fixture
-def fresh_host() -> Iterator[Host]:
-    """A plugin host with the built-ins only (nothing installed is loaded), made process-wide
-    for the duration of the test."""
+@contextlib.contextmanager
+def _sandbox() -> Iterator[Host]:
+    """A process-wide host with the built-ins only, for the duration of the block."""
     host = Host(entry_points=False, builtins=True)
     previous = set_host(host)
     try:
         yield host
     finally:
         set_host(previous)
+
+
+@pytest.fixture
+def fresh_host() -> Iterator[Host]:
+    """A plugin host with the built-ins only (nothing installed is loaded), made process-wide
+    for the duration of the test."""
+    with _sandbox() as host:
+        yield host
 
 
 @pytest.fixture
@@ -97,17 +104,6 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_world: Path) -> Pa
 
 
 # ------------------------------------------------------------------ the specialist package contract
-@contextlib.contextmanager
-def _sandbox() -> Iterator[Host]:
-    """A process-wide host with the built-ins only, for the duration of the block."""
-    host = Host(entry_points=False, builtins=True)
-    previous = set_host(host)
-    try:
-        yield host
-    finally:
-        set_host(previous)
-
-
 def _module(plugin: ModuleType | str) -> ModuleType:
     """``plugin`` itself, the module a distribution's ``vila2`` entry point names, or a module name."""
     if isinstance(plugin, ModuleType):
