@@ -435,7 +435,9 @@ def render_markdown(results: Mapping[str, Any], plots: Sequence[str], gallery: s
             "Each cell is the score's difference from the model named in *vs*, in points, with a "
             f"{BOOTSTRAP_LEVEL:.0%} paired-bootstrap interval ({BOOTSTRAP_RESAMPLES:,} resamples of the "
             f"samples both models answered, seed {BOOTSTRAP_SEED}, from the per-sample files beside each "
-            "`result.json`). An interval that contains 0 is a difference chance could explain.", "",
+            "`result.json`). An interval that contains 0 is a difference chance could explain. It "
+            "covers which samples were asked, not the spread between training runs: a gain that "
+            "counts holds over seeds too (`benchmarks/fidelity.py`).", "",
             table, "",
         ]
     table = quality_table(results)
