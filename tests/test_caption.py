@@ -25,6 +25,8 @@ from vila2.plugins import PluginError
 TEXTS = ["a red circle left of a blue square", "the text reads open", "a small green cube"] * 20
 FILTERS = ["repeated_sentence", {"name": "word_count", "min": 2}, "exact_duplicate", "garbage"]
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run faster on one thread
+
 
 def png(width: int, height: int, rng: random.Random) -> bytes:
     image = Image.new("RGB", (width, height), tuple(rng.randrange(256) for _ in range(3)))
@@ -51,17 +53,6 @@ def make_dataset(path: Path, n: int = 24, shard_size: int = 6, *, small: set[int
             written.append(data)
             writer.add(f"img{i:03d}", data, side, side)
     return ds
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """A tiny model on a shared machine runs faster (and the same in every process) on one thread."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}

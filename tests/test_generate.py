@@ -11,16 +11,7 @@ from vila2.models.generation import Generator, cut_at_stop, length_buckets
 
 TEXTS = ["a red circle left of a blue square", "the text reads open", "a small green cube"] * 20
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """A tiny model on a shared machine runs faster on one thread."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run faster on one thread
 
 
 @pytest.fixture(scope="module")

@@ -84,6 +84,19 @@ def plugin_registered(fresh_host: Host) -> Iterator[Callable[..., str]]:
             fresh_host.unregister(name)
 
 
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Torch on one thread for a test module (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    a tiny model on a shared machine runs faster so, and every process (a rank, a Ray actor)
+    then sums floats in the same order as the reference run."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small embedded world (datasets + benchmarks), built once per test session."""

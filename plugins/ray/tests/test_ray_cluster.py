@@ -27,7 +27,7 @@ from vila2.data import Dataset
 
 FILTERS = ["repeated_sentence", {"name": "word_count", "min": 2}, "exact_duplicate"]
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # as each 1-CPU actor runs
 
 
 # ------------------------------------------------------------------ data and a fake captioner
@@ -144,17 +144,6 @@ def cluster() -> Iterator[str]:
             os.environ.pop("RAY_AUTH_MODE", None)
         else:
             os.environ["RAY_AUTH_MODE"] = saved
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The reference run on one thread, as each 1-CPU actor runs (the same float sums)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
