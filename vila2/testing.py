@@ -116,6 +116,25 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_world: Path) -> Pa
                  texts=world_texts(tiny_world), seed=0)
 
 
+def quick_recipe(model: str | Path, **changes: Any) -> dict[str, Any]:
+    """A recipe for a whole loop in seconds from the model folder ``model``: the tiny world, 64
+    images, one self-augment round, few steps; ``changes`` replace top-level keys."""
+    recipe: dict[str, Any] = {
+        "name": "reliability",
+        "seed": 0,
+        "data": {"world": {"seed": 0, "size": "tiny"}, "pretrain_limit": 64},
+        "model": {"checkpoint": str(model)},
+        "training": {"batch_size": 8, "max_length": 96, "lr": 2.0e-3,
+                     "stages": [{"name": "sft", "data": ["captions", "sft"], "steps": 3}]},
+        "self_augment": {"rounds": 1, "filters": ["repeated_sentence"], "batch_size": 8,
+                         "max_new_tokens": 8},
+        "evaluators": [{"name": "vqa", "limit": 4},
+                       {"name": "caption", "limit": 4, "settings": {"max_new_tokens": 8}}],
+    }
+    recipe.update(changes)
+    return recipe
+
+
 # ------------------------------------------------------------------ the specialist package contract
 def _module(plugin: ModuleType | str) -> ModuleType:
     """``plugin`` itself, the module a distribution's ``vila2`` entry point names, or a module name."""

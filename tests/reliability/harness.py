@@ -13,25 +13,9 @@ from typing import Any
 
 import yaml
 
+from vila2.testing import quick_recipe  # noqa: F401  (the reliability tests take it from here)
+
 FAULTS = Path(__file__).with_name("faults.py")
-
-
-def quick_recipe(model: Path, **changes: Any) -> dict[str, Any]:
-    """A whole loop in seconds: the tiny world, 64 images, one self-augment round, few steps."""
-    recipe: dict[str, Any] = {
-        "name": "reliability",
-        "seed": 0,
-        "data": {"world": {"seed": 0, "size": "tiny"}, "pretrain_limit": 64},
-        "model": {"checkpoint": str(model)},
-        "training": {"batch_size": 8, "max_length": 96, "lr": 2.0e-3,
-                     "stages": [{"name": "sft", "data": ["captions", "sft"], "steps": 3}]},
-        "self_augment": {"rounds": 1, "filters": ["repeated_sentence"], "batch_size": 8,
-                         "max_new_tokens": 8},
-        "evaluators": [{"name": "vqa", "limit": 4},
-                       {"name": "caption", "limit": 4, "settings": {"max_new_tokens": 8}}],
-    }
-    recipe.update(changes)
-    return recipe
 
 
 def write_recipe(folder: Path, recipe: dict[str, Any], name: str = "recipe.yaml") -> Path:

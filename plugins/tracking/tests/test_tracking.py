@@ -16,29 +16,15 @@ from typing import Any
 import pytest
 import yaml
 
+from vila2.testing import quick_recipe
+
 NAME = "tracking-test"
-
-
-def tiny_recipe(model: Path) -> dict[str, Any]:
-    """A whole loop in well under a minute (as tests/reliability/harness.py ``quick_recipe``)."""
-    return {
-        "name": NAME,
-        "seed": 0,
-        "data": {"world": {"seed": 0, "size": "tiny"}, "pretrain_limit": 64},
-        "model": {"checkpoint": str(model)},
-        "training": {"batch_size": 8, "max_length": 96, "lr": 2.0e-3,
-                     "stages": [{"name": "sft", "data": ["captions", "sft"], "steps": 3}]},
-        "self_augment": {"rounds": 1, "filters": ["repeated_sentence"], "batch_size": 8,
-                         "max_new_tokens": 8},
-        "evaluators": [{"name": "vqa", "limit": 4},
-                       {"name": "caption", "limit": 4, "settings": {"max_new_tokens": 8}}],
-    }
 
 
 def vila2_run(folder: Path, model: Path, **env: str) -> subprocess.CompletedProcess[str]:
     folder.mkdir(parents=True, exist_ok=True)
     recipe = folder / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump(tiny_recipe(model), sort_keys=False))
+    recipe.write_text(yaml.safe_dump(quick_recipe(model, name=NAME), sort_keys=False))
     clean = {k: v for k, v in os.environ.items()
              if not k.startswith(("MLFLOW_", "WANDB_")) and k != "VILA2_TRACKING"}
     clean.update({"VILA2_LOAD_PLUGINS": "vila2_tracking", "WANDB_MODE": "offline",
