@@ -1,6 +1,10 @@
 """vila2-ray on a real local Ray cluster (``ray start --head`` on 127.0.0.1, 2 CPUs): the layer
 equals a single-process run's, errors read as without Ray, and a SIGKILLed driver's rerun
-captions every sample exactly once."""
+captions every sample exactly once.
+
+Every Ray driver here is a ``vila2 caption`` child process, as a user runs it, never pytest
+itself: a Ray driver whose connection to the cluster breaks may end its own process
+(``_exit``), which in pytest would end the whole test session with nothing reported."""
 
 from __future__ import annotations
 
@@ -163,8 +167,44 @@ def ray_host(fresh_host, plugin_registered):
 
 
 def caption(ds: Dataset, model: Path, layer: str, settings: dict, **more) -> object:
+    """Caption in this process (the reference runs: no Ray)."""
     return caption_dataset(ds, model=model, layer=layer, batch_size=3, max_new_tokens=12, filters=FILTERS,
                            settings=settings, progress=False, **more)
+
+
+def cli(ds: Dataset, layer: str, *args: str, model: Path | None = None, settings: dict | None = None,
+        ray: str | None = None) -> list[str]:
+    """The ``vila2 caption`` command line for ``layer`` (through the cluster at ``ray`` when given),
+    with the same batch size, filters and settings as :func:`caption`."""
+    command = [sys.executable, "-m", "vila2", "caption", str(ds.path), "--layer", layer, *args]
+    if model is not None:
+        command += ["--model", str(model), "--batch-size", "3", "--max-new-tokens", "12",
+                    "--filter", "repeated_sentence", "--filter", "word_count:min=2", "--filter", "exact_duplicate"]
+    if settings:
+        command += ["--set", f"suppress_tokens={json.dumps(settings['suppress_tokens'])}"]
+    if ray is not None:
+        command += ["--executor", "ray", "--address", ray]
+    return command
+
+
+def run(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False,
+                          env={**ONE_THREAD, "VILA2_LOAD_PLUGINS": "vila2_ray", **env})
+
+
+def succeeded(command: list[str]) -> dict:
+    """Run ``command`` (with ``--json``) and return its summary; fail with its stderr otherwise."""
+    done = run([*command, "--json"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def error_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The one ``Error: ...`` line a failed command printed."""
+    assert done.returncode != 0, done.stdout[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(lines) == 1, done.stderr[-3000:]
+    return lines[0]
 
 
 # ------------------------------------------------------------------ the tests
@@ -172,9 +212,9 @@ def test_the_ray_layer_equals_a_single_process_run(tmp_path, tiny_world, tiny_mo
                                                     ray_host) -> None:
     ds = world_dataset(tmp_path / "ds", tiny_world, n=24, shard_size=6)
     caption(ds, tiny_model, "one", settings)
-    summary = caption(ds, tiny_model, "ray", settings, executor="ray",
-                      executor_settings={"address": cluster, "actors": 2})
-    assert summary.complete and summary.new == summary.captioned == 24
+    summary = succeeded(cli(ds, "ray", "--executor-set", "actors=2", model=tiny_model, settings=settings,
+                            ray=cluster))
+    assert summary["complete"] and summary["new"] == summary["captioned"] == 24
     assert rows(ds, "ray") == rows(ds, "one")
     assert any(row["text"] for row in rows(ds, "ray"))
     assert provenance(ds, "ray") == provenance(ds, "one")  # the executor is not provenance
@@ -197,48 +237,50 @@ def test_errors_read_as_without_ray(tmp_path, cluster, ray_host) -> None:
     ds = make_dataset(tmp_path / "ds", n=12, shard_size=4, small=frozenset({5}))
     with pytest.raises(CaptionError) as local:
         caption_dataset(ds, model=None, layer="one", captioner="colour", on_error="stop", progress=False)
-    with pytest.raises(CaptionError) as remote:
-        caption_dataset(ds, model=None, layer="ray", captioner="colour", on_error="stop", progress=False,
-                        executor="ray", executor_settings={"address": cluster, "actors": 2})
-    assert str(remote.value) == str(local.value)
-    assert f"'colour' (plugin {name!r}) failed on sample 'img005'" in str(remote.value)
+    colour = ["--captioner", "colour", "--plugin", str(plugin)]
+    assert error_line(run(cli(ds, "one-cli", *colour, "--on-error", "stop"))) == f"Error: {local.value}"
+    remote = error_line(run(cli(ds, "ray", *colour, "--on-error", "stop", "--executor-set", "actors=2",
+                                ray=cluster)))
+    assert remote == f"Error: {local.value}"
+    assert f"'colour' (plugin {name!r}) failed on sample 'img005'" in remote
     assert "00001" not in Dataset.open(ds.path).layer("ray").done_shards()
     # skipping: the failing sample is recorded in its row, as in one process
     caption_dataset(ds, model=None, layer="skip-one", captioner="colour", progress=False)
-    caption_dataset(ds, model=None, layer="skip-ray", captioner="colour", progress=False, executor="ray",
-                    executor_settings={"address": cluster})
+    succeeded(cli(ds, "skip-ray", *colour, ray=cluster))
     assert rows(ds, "skip-ray") == rows(ds, "skip-one")
     assert "cannot caption small images" in next(r for r in rows(ds, "skip-ray") if r["id"] == "img005")["meta"]["error"]
 
 
-def _idle(cluster_cpus: float, seconds: float = 2.0, timeout: float = 120.0) -> None:
-    """Wait until every CPU of the cluster has been free for ``seconds``: the killed driver's
-    actors are gone and can write nothing more."""
-    import ray
+IDLE = """
+import sys, time
+import ray
 
-    deadline, free_since = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        if ray.available_resources().get("CPU", 0) >= cluster_cpus:
-            free_since = free_since or time.monotonic()
-            if time.monotonic() - free_since >= seconds:
-                return
-        else:
-            free_since = None
-        time.sleep(0.2)
-    raise AssertionError("the killed driver's actors never went away")
+ray.init(address=sys.argv[1], logging_level="WARNING")
+cpus, deadline, free_since = ray.cluster_resources()["CPU"], time.monotonic() + 120, None
+while time.monotonic() < deadline:
+    if ray.available_resources().get("CPU", 0) >= cpus:
+        free_since = free_since or time.monotonic()
+        if time.monotonic() - free_since >= 2.0:
+            sys.exit(0)
+    else:
+        free_since = None
+    time.sleep(0.2)
+sys.exit("the killed driver's actors never went away")
+"""
+
+
+def wait_idle(cluster: str) -> None:
+    """Wait until every CPU of the cluster has been free for 2 s: the killed driver's actors are
+    gone and can write nothing more."""
+    done = run([sys.executable, "-c", IDLE, cluster])
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_sigkill_of_the_driver_then_a_rerun_captions_every_sample_once(
         tmp_path, tiny_world, tiny_model, settings, cluster, ray_host) -> None:
-    import ray
-
     ds = world_dataset(tmp_path / "ds", tiny_world, n=36, shard_size=6)
     caption(ds, tiny_model, "whole", settings)
-    command = [sys.executable, "-m", "vila2", "caption", str(ds.path), "--model", str(tiny_model),
-               "--layer", "resumed", "--batch-size", "3", "--max-new-tokens", "12",
-               "--filter", "repeated_sentence", "--filter", "word_count:min=2", "--filter", "exact_duplicate",
-               "--set", f"suppress_tokens={json.dumps(settings['suppress_tokens'])}",
-               "--executor", "ray", "--address", cluster, "--executor-set", "actors=2"]
+    command = cli(ds, "resumed", "--executor-set", "actors=2", model=tiny_model, settings=settings, ray=cluster)
     driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               env={**ONE_THREAD, "VILA2_LOAD_PLUGINS": "vila2_ray"})
     markers = ds.path / "layers" / "resumed"
@@ -249,16 +291,12 @@ def test_sigkill_of_the_driver_then_a_rerun_captions_every_sample_once(
     driver.wait()
     stderr = driver.stderr.read().decode()[-3000:]
 
-    ray.init(address=cluster, logging_level="WARNING")
-    try:
-        _idle(ray.cluster_resources()["CPU"])
-        done_before = len(list(markers.glob("*.done")))
-        assert 1 <= done_before < 6, stderr
-        summary = caption(ds, tiny_model, "resumed", settings, executor="ray", executor_settings={"actors": 2})
-    finally:
-        ray.shutdown()
-    assert summary.complete
-    assert summary.new == 36 - 6 * done_before  # finished shards were not captioned again
+    wait_idle(cluster)
+    done_before = len(list(markers.glob("*.done")))
+    assert 1 <= done_before < 6, stderr
+    summary = succeeded(command)
+    assert summary["complete"]
+    assert summary["new"] == 36 - 6 * done_before  # finished shards were not captioned again
     resumed = rows(ds, "resumed")
     assert [r["id"] for r in resumed] == [i for shard in ds.shards() for i in ds.shard_ids(shard)]
     assert len({r["id"] for r in resumed}) == 36
