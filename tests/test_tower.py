@@ -102,6 +102,15 @@ def test_starting_point_world_is_disjoint_from_recipes_worlds() -> None:
         check_start_disjoint(START_WORLD_SEED)
 
 
+def test_a_shared_scene_is_named_with_its_owner() -> None:
+    from vila2.training.tower import check_scenes_disjoint
+    from vila2.world.scene import scene_seed
+
+    check_scenes_disjoint({scene_seed(0x57A7, "sft", 3)}, 0, "tiny", "the starting point")
+    with pytest.raises(AssertionError, match=r"1 scene\(s\) of the starting point are also scenes of world 0/tiny"):
+        check_scenes_disjoint({scene_seed(0, "pretrain", 5)}, 0, "tiny", "the starting point")
+
+
 def test_preset_start_command_builds_a_short_starting_point(tmp_path: Path) -> None:
     """`vila2 preset start --short` runs every part of the build: its own world, the preset on
     the tower, the training, the image-dependence check; the folder is a plain HF model whose
@@ -129,6 +138,14 @@ def test_preset_start_command_builds_a_short_starting_point(tmp_path: Path) -> N
     assert CliRunner().invoke(cli, ["preset", "start", "--out", str(out), "--short"]).exit_code == 0
     assert (out / "model.safetensors").stat().st_mtime_ns == stamp
     assert info["disjoint_from"] == {"world_seed": 0, "size": "default"}
+    # a folder holding something else is refused before any training, and kept
+    kept = tmp_path / "mine"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    refused = CliRunner().invoke(cli, ["preset", "start", "--out", str(kept), "--short"])
+    assert refused.exit_code != 0 and "holds files but no starting point" in refused.output
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]
+    assert not list(tmp_path.glob(".*.partial"))  # the finished build left no staging folder
     # a folder without a tower is named, with the command that builds one
     bad = CliRunner().invoke(cli, ["preset", "start", "--out", str(tmp_path / "x"), "--short", "--tower", str(tmp_path)])
     assert bad.exit_code != 0 and "holds no pretrained tower" in bad.output and "vila2 preset tower" in bad.output
@@ -137,15 +154,13 @@ def test_preset_start_command_builds_a_short_starting_point(tmp_path: Path) -> N
 def test_the_shipped_starting_point_looks_at_the_image() -> None:
     """The packaged `world-start` (built by `vila2 preset start`): trained on its own world
     only, on the shipped tower, and it answers from the image (VQA of its own world)."""
-    import hashlib
-
+    from vila2.data.atomic import sha256_file
     from vila2.pipeline.recipe import PACKAGED, load_recipe, packaged_recipe
     from vila2.training.start import START_WORLD_SEED, StartSettings, start_info
 
     info = start_info(PACKAGED / "world-start")
     assert info["world_seed"] == START_WORLD_SEED and info["settings"] == dataclasses.asdict(StartSettings())
-    tower = hashlib.sha256((PACKAGED / "world-tower" / "tower.safetensors").read_bytes()).hexdigest()
-    assert info["tower_sha256"] == tower
+    assert info["tower_sha256"] == sha256_file(PACKAGED / "world-tower" / "tower.safetensors")
     assert info["disjoint_from"] == {"world_seed": 0, "size": "default"}
     seen = info["image_dependence"]
     assert seen["questions"] >= 500 and seen["vqa"] - seen["vqa_shuffled"] >= 0.25 and seen["loss_gap"] >= 0.5

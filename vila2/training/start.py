@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vila2.training.tower import TOWER_WORLD_SEED, world_seeds
+from vila2.training.tower import TOWER_WORLD_SEED, check_scenes_disjoint
 from vila2.world.scene import scene_seed
 
 #: the world the starting point learns from: a seed of its own, never a recipe's
@@ -66,9 +66,7 @@ def check_start_disjoint(world_seed: int, size: str | int = "default") -> None:
     own = resolve_size(StartSettings().world_size)
     mine = {scene_seed(START_WORLD_SEED, split, i) for split, n in (("sft", own.sft), ("pretrain", own.pretrain))
             for i in range(n)}
-    shared = mine & world_seeds(world_seed, size)
-    if shared:
-        raise AssertionError(f"{len(shared)} scene(s) of the starting point are also scenes of world {world_seed}/{size}")
+    check_scenes_disjoint(mine, world_seed, size, "the starting point")
 
 
 def build_start(out: str | Path, tower: str | Path, settings: StartSettings | None = None) -> Path:
@@ -99,6 +97,8 @@ def build_start(out: str | Path, tower: str | Path, settings: StartSettings | No
         if all(info.get(k) == v for k, v in wanted.items()):
             return out
         raise ValueError(f"{out} holds a starting point built with other settings; choose another folder")
+    if out.is_dir() and any(out.iterdir()):  # never replace what a user keeps there
+        raise ValueError(f"{out} holds files but no starting point ({INFO}); choose a new or empty folder")
     # the world recipes run on (its default size holds the demo and tiny worlds' scenes too)
     disjoint_from = {"world_seed": 0, "size": "default"}
     check_start_disjoint(**disjoint_from)
@@ -117,9 +117,11 @@ def build_start(out: str | Path, tower: str | Path, settings: StartSettings | No
                                        limit=settings.check_questions, max_new_tokens=8, shuffled=True,
                                        answer_loss=True)
         training = json.loads((trained / "training" / "done.json").read_text(encoding="utf-8"))
-        if out.exists():
-            shutil.rmtree(out)
-        shutil.copytree(trained, out, ignore=shutil.ignore_patterns("training"))
+        # a folder beside ``out`` renamed into place once whole: a killed build leaves no
+        # half-written starting point, only this folder, which the next build replaces
+        staging = out.with_name(f".{out.name}.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(trained, staging, ignore=shutil.ignore_patterns("training"))
     metrics = check.metrics
     info = {
         **wanted,
@@ -138,7 +140,10 @@ def build_start(out: str | Path, tower: str | Path, settings: StartSettings | No
         },
         "seconds": round(time.perf_counter() - started, 1),
     }
-    write_json(info_path, info)
+    write_json(staging / INFO, info)
+    if out.is_dir():
+        out.rmdir()  # empty: checked before training
+    staging.replace(out)
     return out
 
 

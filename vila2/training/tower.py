@@ -172,14 +172,20 @@ def world_seeds(world_seed: int, size: str | int, margin: int = 4) -> set[int]:
     return {scene_seed(world_seed, split, i) for split, n in counts.items() for i in range(n)}
 
 
+def check_scenes_disjoint(mine: set[int], world_seed: int, size: str | int, owner: str) -> None:
+    """Raise unless no scene seed of ``mine`` (the scenes ``owner`` learned from) is one the
+    world ``(world_seed, size)`` can use."""
+    shared = mine & world_seeds(world_seed, size)
+    if shared:
+        raise AssertionError(f"{len(shared)} scene(s) of {owner} are also scenes of world {world_seed}/{size}")
+
+
 def check_disjoint(count: int, world_seed: int = 0, size: str | int = "default") -> None:
     """Raise unless the tower's first ``count`` scene seeds avoid every seed of the world."""
     if world_seed == TOWER_WORLD_SEED:
         raise ValueError(f"world seed {world_seed} is the tower's own seed; choose another")
-    mine = {scene_seed(TOWER_WORLD_SEED, TOWER_SPLIT, i) for i in range(count)}
-    shared = mine & world_seeds(world_seed, size)
-    if shared:
-        raise AssertionError(f"{len(shared)} tower scene(s) are also scenes of world {world_seed}/{size}")
+    check_scenes_disjoint({scene_seed(TOWER_WORLD_SEED, TOWER_SPLIT, i) for i in range(count)}, world_seed, size,
+                          "the tower")
 
 
 # -- the model -----------------------------------------------------------------------------------
@@ -414,6 +420,6 @@ def build_with_tower(preset: str, out: str | Path, tower_dir: str | Path, *, tex
 
 __all__ = [
     "TARGETS", "TOWER_SPLIT", "TOWER_WORLD_SEED", "TowerSettings", "build_with_tower", "cell_labels",
-    "check_disjoint", "features", "load_tower_weights", "pixel_tensor", "pretrain_tower", "tower_scene",
+    "check_disjoint", "check_scenes_disjoint", "features", "load_tower_weights", "pixel_tensor", "pretrain_tower", "tower_scene",
     "world_seeds",
 ]
