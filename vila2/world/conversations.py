@@ -163,8 +163,7 @@ def ocr_description(scene: Scene) -> str:
     return "There is no text in the image."
 
 
-#: the domains whose short questions the general SFT mix carries a few of
-DOMAIN_QUESTIONS = ("spatial", "grounding", "ocr")
+#: the domains whose short questions the general SFT mix carries a few of, with their askers
 DOMAIN_ASKERS: dict[str, tuple[Callable[[Scene, random.Random, str], Pair | None], Sequence[str]]] = {
     "spatial": (spatial_question, SPATIAL_KINDS),
     "grounding": (grounding_question, GROUNDING_KINDS),
@@ -202,7 +201,7 @@ def domain_question(scene: Scene, rng: random.Random) -> Pair | None:
     OCR-VQA, Visual Genome relations), so the generalist knows how such a question is answered;
     what it knows about places, boxes and words has to come from elsewhere: its captions.
     """
-    ask, kinds = DOMAIN_ASKERS[rng.choice(DOMAIN_QUESTIONS)]
+    ask, kinds = DOMAIN_ASKERS[rng.choice(tuple(DOMAIN_ASKERS))]
     for kind in rng.sample(list(kinds), len(kinds)):
         pair = ask(scene, rng, kind)
         if pair is not None:
