@@ -55,10 +55,18 @@ def run_seed(out: Path, recipe: str, seed: int, rerun_changed: bool = False) -> 
     recipe_file = folder / "recipe.yaml"
     recipe_file.write_text(yaml.safe_dump(recipe_for(recipe, seed), sort_keys=False), encoding="utf-8")
     started = time.perf_counter()
-    with (folder / "log.txt").open("a", encoding="utf-8") as log:
-        subprocess.run([sys.executable, "-m", "vila2", "run", str(recipe_file), "--out", str(folder / "run"),
-                        *(["--rerun-changed"] if rerun_changed else [])],
-                       check=True, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    log_file = folder / "log.txt"
+    print(f"seed {seed}: running, log {log_file}", flush=True)  # a run takes minutes
+    with log_file.open("a", encoding="utf-8") as log:
+        done = subprocess.run([sys.executable, "-m", "vila2", "run", str(recipe_file), "--out", str(folder / "run"),
+                               *(["--rerun-changed"] if rerun_changed else [])],
+                              check=False, stdout=log, stderr=subprocess.STDOUT,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if done.returncode != 0:
+        tail = "\n".join(log_file.read_text(encoding="utf-8", errors="replace").splitlines()[-5:])
+        raise SystemExit(f"seed {seed}: vila2 run failed (exit {done.returncode}); rerunning resumes it. "
+                         f"The end of {log_file}:\n{tail}")
+    print(f"seed {seed}: done in {time.perf_counter() - started:.0f} s", flush=True)
     results = json.loads((folder / "run" / "results.json").read_text(encoding="utf-8"))
     return {"seed": seed, "seconds": round(time.perf_counter() - started, 1),
             "step_seconds": round(run_seconds(folder / "run"), 1), "results": results}

@@ -253,3 +253,15 @@ def test_fidelity_summarises_runs_over_seeds(quick_demo: tuple[Path, str], tmp_p
     assert fidelity.recipe_for("demo", 101)["data"]["world"]["seed"] == 101
     with pytest.raises(SystemExit):
         fidelity.main(["--out", str(tmp_path), "--seeds", "0", "101"])
+
+
+def test_a_failed_fidelity_run_names_its_seed_and_log(tmp_path: Path) -> None:
+    import yaml
+
+    recipe = tmp_path / "broken.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "broken", "data": {"world": {"seed": 0}}, "no_such_key": 1}))
+    with pytest.raises(SystemExit) as failed:
+        _fidelity().run_seed(tmp_path / "out", str(recipe), 101)
+    message = str(failed.value)
+    assert "seed 101: vila2 run failed" in message and str(tmp_path / "out" / "seed-101" / "log.txt") in message
+    assert "no_such_key" in message  # the run's own error, from the end of its log
