@@ -152,17 +152,24 @@ def test_wandb_holds_the_run(tracked_run: tuple[Path, str]) -> None:
     assert len(list((files / "media" / "images" / "plots").glob("*.png"))) == 2
 
 
+def the_one_warning(done: subprocess.CompletedProcess[str], run_dir: Path) -> str:
+    """The run finished with its results and report, and the plugin said exactly one line,
+    although every step, round and the run's end reached the tracker."""
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (run_dir / "results.json").is_file() and (run_dir / "report.md").is_file()
+    lines = [line for line in done.stderr.splitlines() if line.startswith("vila2-tracking:")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
 @pytest.mark.slow
 def test_an_unwritable_store_is_named_once_and_the_run_goes_on(tiny_model: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the MLflow store should be")
     done = vila2_run(tmp_path / "x", tiny_model, MLFLOW_TRACKING_URI=(blocker / "mlruns").as_uri())
-    assert done.returncode == 0, done.stderr[-3000:]
     run_dir = tmp_path / "x" / "run"
-    assert (run_dir / "results.json").is_file() and (run_dir / "report.md").is_file()
-    lines = [line for line in done.stderr.splitlines() if line.startswith("vila2-tracking:")]
-    assert len(lines) == 1, lines
-    assert "MLflow failed while starting the run" in lines[0] and "the run goes on" in lines[0]
+    line = the_one_warning(done, run_dir)
+    assert "MLflow failed while starting the run" in line and "the run goes on" in line
     # the other tracker is unaffected
     assert list((run_dir / "wandb").glob("offline-run-*/files/report.md"))
 
@@ -175,14 +182,10 @@ def test_an_unwritable_wandb_folder_is_named_once_and_the_run_goes_on(
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the W&B folder should be")  # unwritable even for root
     done = vila2_run(tmp_path / "x", tiny_model, WANDB_DIR=str(blocker / "wandb"))
-    assert done.returncode == 0, done.stderr[-3000:]
     run_dir = tmp_path / "x" / "run"
-    assert (run_dir / "results.json").is_file() and (run_dir / "report.md").is_file()
-    # one line, although every step, round and the run's end reached the tracker
-    lines = [line for line in done.stderr.splitlines() if line.startswith("vila2-tracking:")]
-    assert len(lines) == 1, lines
-    assert "W&B failed while starting the run" in lines[0] and "the run goes on" in lines[0]
-    assert str(blocker / "wandb") in lines[0]  # the folder is named
+    line = the_one_warning(done, run_dir)
+    assert "W&B failed while starting the run" in line and "the run goes on" in line
+    assert str(blocker / "wandb") in line  # the folder is named
     assert "Falling back to temporary directory" not in done.stderr  # wandb was not left to guess
     # the other tracker is unaffected
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
