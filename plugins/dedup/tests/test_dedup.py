@@ -113,9 +113,21 @@ def test_a_bad_image_is_named_and_kept(tiny_world: Path, tmp_path: Path) -> None
     result = runner.invoke(command, [str(ds.path), "--out-layer", "d", "--images"])
     assert result.exit_code == 0, result.output
     assert "'zz-broken'" in result.output and "unreadable" in result.output
+    assert "dedup: searching 7 images for near-duplicate pairs" in result.output  # 8 samples, one unread
     rows = {r["id"]: r for r in ds.layer("d").iter_rows()}
     assert rows["zz-broken"]["kept"] and "error" in rows["zz-broken"]["meta"]
     assert not rows["zz-copy"]["kept"] and rows["zz-copy"]["meta"]["duplicate_of"] == sorted(rows)[0]
+
+
+def test_a_hashing_bug_is_raised_not_taken_for_an_unreadable_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vila2_dedup import images
+
+    def broken(self, id, image):
+        raise TypeError("a bug in the hashing")
+
+    monkeypatch.setattr(images.ImageIndex, "add", broken)
+    with pytest.raises(TypeError, match="a bug in the hashing"):
+        images.index_images([{"id": "a"}], lambda sample: Image.new("RGB", (8, 8)))
 
 
 def test_usage_errors_name_the_option(labelled: tuple[Path, dict[str, str]]) -> None:

@@ -77,6 +77,7 @@ def dedup(
     thumb_distance: float = THUMB_DISTANCE,
     colour_check: bool = True,
     log: Callable[[str], None] = print,
+    progress: bool = True,
 ) -> DedupReport:
     """Write layer ``out_layer`` of ``dataset``: every near-duplicate has ``kept = False`` and
     names, in its row's meta, the id it duplicates (``duplicate_of``); the smallest id of each
@@ -86,7 +87,9 @@ def dedup(
     ``thumb_distance`` and, with ``colour_check``, by the colours of a pair whose thumbnails are
     not close; see :mod:`vila2_dedup.images`). ``captions``: compare the kept texts of that
     caption layer (MinHash Jaccard at least ``threshold``); the new layer then carries those
-    texts, and rows not kept there stay not kept. Rerunning with the same settings resumes (finished shards are kept).
+    texts, and rows not kept there stay not kept. Rerunning with the same settings resumes
+    (finished shards are kept). ``progress``: a bar (rate, ETA) while the images are indexed, and
+    a ``log`` line before each pair search.
     """
     from vila2.data import Dataset
     from vila2.errors import StoreError
@@ -151,9 +154,15 @@ def dedup(
                 print(f"vila2-dedup: sample {id!r}: image unreadable ({type(exc).__name__}: {exc}); "
                       "kept, not compared", file=sys.stderr)
 
-        index = index_images(ds.iter_samples(), ds.load_image, on_error=bad_image)
+        from tqdm.auto import tqdm
+
+        with tqdm(ds.iter_samples(), total=ds.num_samples, desc="dedup: index images", unit="img",
+                  disable=not progress, dynamic_ncols=True) as samples:
+            index = index_images(samples, ds.load_image, on_error=bad_image)
         report.images_indexed, report.image_errors = len(index.ids), dict(index.errors)
         report.index_bytes += index.nbytes()
+        if progress:
+            log(f"dedup: searching {len(index.ids):,} images for near-duplicate pairs")
         i, j, d = index.pair_arrays(radius, thumb_distance, colour_check)
         report.image_pairs = add_pairs(index.ids, i, j, d, KINDS.index("image"))
         del index, i, j, d
@@ -161,6 +170,8 @@ def dedup(
         rows = ((row["id"], row["text"] if row["kept"] else None) for row in source.iter_rows())
         caption_index = index_captions(rows, threshold=threshold)
         report.captions_indexed = len(caption_index.ids)
+        if progress:
+            log(f"dedup: searching {len(caption_index.ids):,} captions for near-duplicate pairs")
         report.index_bytes += caption_index.signatures().nbytes
         i, j, s = caption_index.pair_arrays()
         report.caption_pairs = add_pairs(caption_index.ids, i, j, s, KINDS.index("caption"))

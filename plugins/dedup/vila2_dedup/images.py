@@ -500,15 +500,19 @@ def index_images(
     *,
     on_error: Callable[[str, BaseException], None] | None = None,
 ) -> ImageIndex:
-    """Hash every sample's image, one at a time; a sample whose image cannot be read is
-    recorded in ``index.errors`` (and passed to ``on_error``) and left out of the search."""
+    """Hash every sample's image, one at a time; a sample whose image cannot be read
+    (``OSError``, ``ValueError``: what PIL and :meth:`vila2.data.Dataset.load_image` raise) is
+    recorded in ``index.errors`` (and passed to ``on_error``) and left out of the search. Only
+    reading is guarded: a failure while hashing a decoded image is a bug, and raises."""
     index = ImageIndex()
     for sample in samples:
         try:
             image = load(sample)
-            index.add(sample["id"], image)
-        except Exception as exc:
+            image.load()  # PIL decodes lazily: a truncated file fails here, not in the hashing
+        except (OSError, ValueError) as exc:
             index.errors[sample["id"]] = f"{type(exc).__name__}: {exc}"
             if on_error is not None:
                 on_error(sample["id"], exc)
+            continue
+        index.add(sample["id"], image)
     return index
