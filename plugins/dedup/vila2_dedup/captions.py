@@ -71,8 +71,6 @@ class CaptionIndex:
     threshold: float = THRESHOLD
     num_perm: int = NUM_PERM
     ids: list[str] = field(default_factory=list)
-    bands: int = 0
-    rows: int = 0
     _signatures: list[np.ndarray] = field(default_factory=list)
     #: captions whose shingle sets are identical: ``(first position, later position)``; only the
     #: first takes part in the LSH search, so a caption repeated k times costs k - 1 pairs
@@ -82,8 +80,6 @@ class CaptionIndex:
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold <= 1.0:
             raise ValueError(f"caption threshold must be in (0, 1], got {self.threshold}")
-        lsh = self._lsh()  # empty: only to record the banding datasketch chose
-        self.bands, self.rows = int(lsh.b), int(lsh.r)
 
     def _lsh(self) -> Any:
         from datasketch import MinHashLSH
