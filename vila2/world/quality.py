@@ -51,7 +51,7 @@ class PretrainTruth:
     def scene(self, sample_id: str) -> Scene | None:
         """The scene of pretraining image ``pretrain-NNNNNN`` (``None`` for any other id)."""
         if sample_id not in self._cache:
-            self._cache[sample_id] = _pretrain_scene(self.seed, sample_id)
+            self._cache[sample_id] = pretrain_scene(self.seed, sample_id)
         return self._cache[sample_id]
 
     def check(self, dataset: Any) -> str | None:
@@ -70,7 +70,9 @@ class PretrainTruth:
         return None
 
 
-def _pretrain_scene(world_seed: int, sample_id: str) -> Scene | None:
+def pretrain_scene(world_seed: int, sample_id: str) -> Scene | None:
+    """The scene of pretraining image ``pretrain-NNNNNN`` of world ``world_seed`` (``None`` for
+    any other id), drawn as the world writer draws it."""
     import re
 
     from vila2.world.scene import sample_scene, scene_seed
@@ -132,4 +134,4 @@ def layer_quality(dataset: str | os.PathLike[str], layer: str, world: str | os.P
     return text_quality(texts, {i: s for i, s in scenes.items() if s is not None})
 
 
-__all__ = ["NO_GROUND_TRUTH", "PretrainTruth", "layer_quality", "text_quality"]
+__all__ = ["NO_GROUND_TRUTH", "PretrainTruth", "layer_quality", "pretrain_scene", "text_quality"]

@@ -235,3 +235,14 @@ def test_a_slight_crop_is_found_by_the_crop_hashes() -> None:
     assert pairs == {("a", "a~crop")}
     # the crop path needs the colour check: without it only the full-frame path runs
     assert ("a", "a~crop") not in {(index.ids[i], index.ids[j]) for i, j, _ in index.pairs(colour_check=False)}
+
+
+def test_scene_difference_names_what_tells_two_scenes_apart() -> None:
+    from vila2_dedup.benchmark import scene_difference
+
+    same = scene_difference(1, "pretrain-000003", "pretrain-000003")
+    assert same == {"differ": [], "twin": True, "pixels_differing": 0.0}
+    other = scene_difference(1, "pretrain-000003", "pretrain-000010")
+    assert other["differ"] and not other["twin"] and other["pixels_differing"] > 0
+    with pytest.raises(ValueError, match="'copy-1' is not a pretraining image"):
+        scene_difference(1, "copy-1", "pretrain-000003")

@@ -131,16 +131,12 @@ def scene_difference(world_seed: int, a: str, b: str) -> dict[str, Any]:
     places), and the share of pixels that differ between the two rendered images."""
     import numpy as np
 
+    from vila2.world.quality import pretrain_scene
     from vila2.world.render import render
-    from vila2.world.scene import sample_scene, scene_seed
-    from vila2.world.write import PRETRAIN_WORD_RATE
 
-    def scene(sample_id: str) -> Any:
-        # exactly as the world writer draws pretraining scene N
-        index = int(sample_id.rsplit("-", 1)[1])
-        return sample_scene(scene_seed(world_seed, "pretrain", index), word_rate=PRETRAIN_WORD_RATE)
-
-    x, y = scene(a), scene(b)
+    x, y = pretrain_scene(world_seed, a), pretrain_scene(world_seed, b)
+    if x is None or y is None:
+        raise ValueError(f"{a if x is None else b!r} is not a pretraining image of world {world_seed}")
     differ = [name for name, same in (("background", x.background == y.background),
                                       ("word", x.word == y.word)) if not same]
     for name, key in (("colour", lambda o: o.color), ("shape", lambda o: o.shape),
