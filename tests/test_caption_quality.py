@@ -34,7 +34,7 @@ def test_quality_numbers_on_a_hand_built_case() -> None:
     assert q == {
         "captions": 2, "distinct": 1.0, "mean_words": 7.5, "ground_truth": "world",
         "object_recall": 1.0, "wrong_mention_rate": 0.25, "captions_with_wrong_mention": 0.5,
-        "mentions_per_caption": 2.0,
+        "mentions_per_caption": 2.0, "place_accuracy": 0.0, "placed_objects": 0,
     }
     # a model that writes one caption for every image: half the texts distinct, recall halves
     same = text_quality({"a": "A red circle.", "b": "A red circle."}, SCENES)
@@ -43,6 +43,16 @@ def test_quality_numbers_on_a_hand_built_case() -> None:
     # a bare shape names no colour: not recalled, but not wrong either
     bare = text_quality({"a": "some squares"}, SCENES)
     assert bare["object_recall"] == 0.0 and bare["wrong_mention_rate"] == 0.0
+
+
+def test_places_are_checked_for_the_objects_given_one() -> None:
+    # the red circle is on the left (right), the blue square at the top right (given the
+    # bottom: wrong); the purple diamond is not in the scene: a wrong mention, not a place
+    q = text_quality({"a": "A large red circle on the left. A small blue square at the bottom. "
+                           "A purple diamond at the top.", "b": "A green cross at the bottom right."}, SCENES)
+    assert q["placed_objects"] == 3 and q["place_accuracy"] == round(2 / 3, 4)
+    # "at the top left" is read whole, not as "at the top"
+    assert text_quality({"a": "The red circle at the top left."}, SCENES)["placed_objects"] == 1
 
 
 def test_no_ground_truth_still_counts_texts() -> None:
@@ -81,3 +91,4 @@ def test_a_perfect_recaption_scores_perfectly(tiny_world: Path) -> None:
     scenes = {i: truth.scene(i) for i in ids}
     q = text_quality({i: describe(s) for i, s in scenes.items() if s is not None}, scenes)  # type: ignore[misc]
     assert q["object_recall"] == 1.0 and q["wrong_mention_rate"] == 0.0
+    assert q["place_accuracy"] == 1.0 and q["placed_objects"] == sum(len(s.objects) for s in scenes.values() if s)

@@ -164,7 +164,7 @@ def test_every_number_comes_from_an_evaluation_file(quick_demo: tuple[Path, str]
             stats = json.loads((out / row["caption_words"]["file"]).read_text())["quality"]
             assert all(stats[k] == quality[k] for k in ("distinct", "mean_words"))
             sources.update({_printed(quality["distinct"]), _printed(quality["mean_words"], percent=False)})
-            for key in ("object_recall", "wrong_mention_rate"):
+            for key in ("object_recall", "wrong_mention_rate", "place_accuracy"):
                 if quality.get(key) is not None:
                     sources.add(_printed(quality[key]))
         for gain in (row.get("gains") or {}).values():

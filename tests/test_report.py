@@ -202,7 +202,8 @@ def test_quality_and_image_dependence_tables(tmp_path: Path) -> None:
         {"captions": 150, "distinct": 1.0, "mean_words": 11.5, "ground_truth": "world", "object_recall": 0.41,
          "wrong_mention_rate": 0.187, "captions_with_wrong_mention": 0.18, "mentions_per_caption": 1.0},
         {"captions": 148, "distinct": 0.52, "mean_words": 34.25, "ground_truth": "world", "object_recall": 0.63,
-         "wrong_mention_rate": 0.25, "captions_with_wrong_mention": 0.4, "mentions_per_caption": 2.1},
+         "wrong_mention_rate": 0.25, "captions_with_wrong_mention": 0.4, "mentions_per_caption": 2.1,
+         "place_accuracy": 0.375, "placed_objects": 80},
         {"captions": 150, "distinct": 0.2, "mean_words": 20.0, "ground_truth": "no ground truth"},
     ]
     for row, q in zip(rows, quality, strict=False):
@@ -220,10 +221,11 @@ def test_quality_and_image_dependence_tables(tmp_path: Path) -> None:
 
     table = quality_table(results).splitlines()
     assert table[0] == ("| model | trained on | layer | captions | distinct (%) | words | object recall (%) "
-                        "| wrong mentions (%) |")
-    assert table[2] == "| round 0 | alt-text | `layer-round 0` | 150 | 100.0 | 11.5 | 41.0 | 18.7 |"
-    assert table[3] == "| round 1 | round 0 recaptions | `layer-round 1` | 148 | 52.0 | 34.2 | 63.0 | 25.0 |"
-    assert table[4].endswith("| 150 | 20.0 | 20.0 | no ground truth | no ground truth |")
+                        "| wrong mentions (%) | places right (%) |")
+    # round 0's stats predate place scoring: said so, not shown as 0
+    assert table[2] == "| round 0 | alt-text | `layer-round 0` | 150 | 100.0 | 11.5 | 41.0 | 18.7 | not measured |"
+    assert table[3] == "| round 1 | round 0 recaptions | `layer-round 1` | 148 | 52.0 | 34.2 | 63.0 | 25.0 | 37.5 |"
+    assert table[4].endswith("| 150 | 20.0 | 20.0 | no ground truth | no ground truth | no ground truth |")
     dep = image_dependence_table(results).splitlines()
     assert dep[2] == "| round 1 | vqa (accuracy) | 46.0 | 21.0 | +25.0 | 1.250 | 2.500 | +1.250 |"
     assert len(dep) == 3

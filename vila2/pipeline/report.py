@@ -315,9 +315,17 @@ def _trained_on(row: Mapping[str, Any]) -> str:
     return "–"
 
 
+def _places(quality: Mapping[str, Any]) -> str:
+    # a layer measured before places were scored, or one that gives no object a place
+    if "place_accuracy" not in quality:
+        return "not measured"
+    return _pct(quality["place_accuracy"]) if quality.get("placed_objects") else "none placed"
+
+
 def quality_table(results: Mapping[str, Any]) -> str:
     """One row per caption layer a model was trained on: size, diversity, length and, against
-    the world's ground truth, object recall and the wrong-mention rate."""
+    the world's ground truth, object recall, the wrong-mention rate and how often a place given
+    to an object is right."""
     rows = []
     for row in results["rows"]:
         q = row.get("caption_quality")
@@ -329,11 +337,12 @@ def quality_table(results: Mapping[str, Any]) -> str:
             f"{q['mean_words']:.1f}",
             _pct(q["object_recall"]) if truth else "no ground truth",
             _pct(q["wrong_mention_rate"]) if truth else "no ground truth",
+            _places(q) if truth else "no ground truth",
         ])
     if not rows:
         return ""
     head = ["model", "trained on", "layer", "captions", "distinct (%)", "words", "object recall (%)",
-            "wrong mentions (%)"]
+            "wrong mentions (%)", "places right (%)"]
     return _plain_table(head, rows, 3)
 
 
@@ -446,9 +455,10 @@ def render_markdown(results: Mapping[str, Any], plots: Sequence[str], gallery: s
             "## Caption quality per layer", "",
             "The captions each model was trained on. *Distinct*: share of different texts; *words*: "
             "mean length; against the world's ground-truth scenes, *object recall*: mean share of an "
-            "image's objects named with their colour and shape, and *wrong mentions*: share of object "
-            "mentions that name no object in the image. The ground truth is read here only, never "
-            "for training.", "",
+            "image's objects named with their colour and shape, *wrong mentions*: share of object "
+            "mentions that name no object in the image, and *places right*: share of the objects "
+            "given a place (\"red circle at the top left\") whose place is right (chance: about 1 in "
+            "9). The ground truth is read here only, never for training.", "",
             table, "",
         ]
     table = image_dependence_table(results)

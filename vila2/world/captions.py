@@ -34,6 +34,11 @@ _PLACE = {
 _RELATION = {"left": "to the left of", "right": "to the right of", "above": "above", "below": "below"}
 
 
+#: every phrase :func:`place` can return, one per cell of the 3×3 grid
+PLACE_PHRASES = tuple(_PLACE.get(w, f"at the {w}") for w in (
+    f"{row} {col}".strip() or "center" for row in ("top", "", "bottom") for col in ("left", "", "right")))
+
+
 def place(obj_or_box: Obj | tuple[int, int, int, int]) -> str:
     """``"at the top left"``, ``"in the center"``...: where an object (or a box) is."""
     box = obj_or_box.box if isinstance(obj_or_box, Obj) else obj_or_box

@@ -9,8 +9,9 @@ round-(*i* − 1) recaptions; a specialist: its answers), :func:`layer_quality` 
 * against the ground truth, when the images are the embedded world's: ``object_recall`` (mean
   share of an image's objects named with their colour and shape), ``wrong_mention_rate`` (share
   of all object mentions that name no object of their image: corpus-level CHAIR-i),
-  ``captions_with_wrong_mention`` (share of captions with at least one) and
-  ``mentions_per_caption``.
+  ``captions_with_wrong_mention`` (share of captions with at least one),
+  ``mentions_per_caption`` and ``place_accuracy`` (share of the objects given a place, "red
+  circle at the top left", whose place is right; chance is about 1 in 9).
 
 The world stores no scene for its pretraining images, so that nothing downstream can train on
 one; :class:`PretrainTruth` draws each scene again from the world's seed and checks, by
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from vila2.world.scene import Scene
-from vila2.world.scoring import hallucinated, mentions, object_recall
+from vila2.world.scoring import hallucinated, mentions, object_recall, places
 
 #: how many images :meth:`PretrainTruth.check` renders to confirm the scenes match the pixels
 CHECKED_IMAGES = 4
@@ -96,7 +97,7 @@ def text_quality(texts: Mapping[str, str], scenes: Mapping[str, Scene] | None) -
     }
     if scenes is None:
         return {**out, "ground_truth": NO_GROUND_TRUTH}
-    recall, mentioned, wrong, any_wrong = 0.0, 0, 0, 0
+    recall, mentioned, wrong, any_wrong, placed_right, placed = 0.0, 0, 0, 0, 0, 0
     for sample_id, text in texts.items():
         scene = scenes[sample_id]
         found = mentions(text)
@@ -105,6 +106,9 @@ def text_quality(texts: Mapping[str, str], scenes: Mapping[str, Scene] | None) -
         mentioned += len(found)
         wrong += len(bad)
         any_wrong += bool(bad)
+        right, given = places(text, scene)
+        placed_right += right
+        placed += given
     n = max(1, len(values))
     return {
         **out, "ground_truth": "world",
@@ -112,6 +116,8 @@ def text_quality(texts: Mapping[str, str], scenes: Mapping[str, Scene] | None) -
         "wrong_mention_rate": _rounded(wrong / mentioned) if mentioned else 0.0,
         "captions_with_wrong_mention": _rounded(any_wrong / n),
         "mentions_per_caption": _rounded(mentioned / n),
+        "place_accuracy": _rounded(placed_right / placed) if placed else 0.0,
+        "placed_objects": placed,
     }
 
 

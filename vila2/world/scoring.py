@@ -13,11 +13,12 @@ Each ``*_score(prediction, reference, sample) -> dict[str, float]`` scores one a
   counts, whose averages' ratio is the corpus-level CHAIR-i (:func:`chair_i`).
 
 :func:`mention_spans` finds the same mentions as :func:`mentions` with their place in the text
-(the report's gallery colours them).
+(the report's gallery colours them). :func:`places` checks the places a text gives its objects.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -25,6 +26,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from vila2.world.captions import PLACE_PHRASES, place
 from vila2.world.scene import COLORS, NUMBER_WORDS, SHAPES, Scene
 
 _PLURALS = {f"{s}es" if s.endswith("s") else f"{s}s": s for s in SHAPES}
@@ -100,6 +102,26 @@ def mention_spans(text: str) -> list[tuple[int, int, Mention]]:
                 break
         spans.append((start, end, (color, shape)))
     return spans
+
+
+@functools.cache
+def _place_pattern() -> re.Pattern[str]:
+    phrases = "|".join(sorted(map(re.escape, PLACE_PHRASES), key=len, reverse=True))  # longest first
+    return re.compile(rf"\b({'|'.join(COLORS)}) ({'|'.join(SHAPES)}) ({phrases})\b")
+
+
+def places(text: str, scene: Scene) -> tuple[int, int]:
+    """``(right, placed)``: how many of the text's "<colour> <shape> <place>" phrases ("red
+    circle at the top left", the description's form) name an object of ``scene`` (``placed``),
+    and how many of those give that object's place (``right``). A phrase naming no object of the
+    scene is a wrong mention (:func:`hallucinated`), not counted here."""
+    right = placed = 0
+    for color, shape, where in _place_pattern().findall(_QUOTED.sub(" ", text.lower())):
+        obj = scene.find(color, shape)
+        if obj is not None:
+            placed += 1
+            right += place(obj) == where
+    return right, placed
 
 
 def hallucinated(found: set[Mention], scene: Scene) -> set[Mention]:
