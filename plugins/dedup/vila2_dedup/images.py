@@ -303,9 +303,11 @@ class ImageIndex:
 
     def add(self, id: str, image: Any) -> None:
         """Index one decoded image."""
-        # all of them, or nothing on a bad image
-        entry = (image_hash(image), thumbnail(image), *colour_signature(image), crop_hashes(image),
-                 fine_thumbnail(image))
+        # converted once here, not in each of the six pHashes and three resizes (the pixels are
+        # the same: a crop of the grey image is the grey of the crop)
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        grey = rgb.convert("L")
+        entry = (image_hash(grey), thumbnail(rgb), *colour_signature(rgb), crop_hashes(grey), fine_thumbnail(rgb))
         self._pending.append(entry)
         self.ids.append(id)
         if len(self._pending) >= 4096:
