@@ -394,6 +394,40 @@ def test_two_processes_write_the_layer_one_process_writes(tmp_path, model_dir, s
     assert summary.total == 18 and summary.complete
 
 
+SHOUTING_SPECIALIST = """
+import vila2
+
+
+@vila2.hookimpl
+def register_specialists(register):
+    register(vila2.Specialist("shout", prepare_data=lambda source, world, out: out, prompts=("Describe.",),
+                              clean_answer=lambda text: text.upper()))
+"""
+
+
+@pytest.mark.slow
+def test_a_specialist_layer_on_two_ranks_equals_one_process(tmp_path, model_dir, settings, fresh_host) -> None:
+    """A run's recaption on ``processes: 2`` (``vila2.pipeline.launch``): each rank builds the
+    specialist's clean-up filter itself, by name, from the plugin file the run loaded."""
+    from vila2.pipeline.launch import launch
+
+    plugin = tmp_path / "shout.py"
+    plugin.write_text(SHOUTING_SPECIALIST)
+    fresh_host.load_file(plugin)
+    ds = make_dataset(tmp_path / "ds", n=12, shard_size=3)
+    job = {"dataset": str(ds.path), "model": str(model_dir), "prompts": ["Describe."], "filters": [],
+           "batch_size": 3, "max_new_tokens": 12, "settings": settings, "progress": False}
+    caption_dataset(**{**job, "layer": "one", "filters": [fresh_host.specialists()["shout"].clean_filter()]})
+    launch("caption", {**job, "layer": "two", "clean_with": "shout"}, processes=2, folder=tmp_path / "step",
+           threads=1, plugin_files=[str(plugin)])
+    assert rows(ds, "two") == rows(ds, "one")
+    assert any(row["text"] for row in rows(ds, "two"))
+    assert all(row["text"] == row["text"].upper() for row in rows(ds, "two"))
+    assert ds.layer("two").info["settings"]["filters"] == ds.layer("one").info["settings"]["filters"]
+    ranks = [json.loads((tmp_path / "step" / f"caption-summary.rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["new"] for r in ranks] == [6, 6]
+
+
 def test_cli_reports_errors_a_user_can_fix(tmp_path, model_dir) -> None:
     ds = make_dataset(tmp_path / "ds", n=2, shard_size=2)
     result = subprocess.run([sys.executable, "-m", "vila2", "caption", str(ds.path), "--model", str(model_dir),

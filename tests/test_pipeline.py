@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -167,15 +168,29 @@ def test_tiny_run_resumes_refuses_changes_and_reruns_them(
 
 
 @pytest.mark.slow
-def test_training_steps_run_on_two_processes(tmp_path: Path, capfd: Any) -> None:
+def test_training_and_recaption_steps_run_on_two_processes(tmp_path: Path, capfd: Any,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """``processes: 2``: each training step runs as two DDP ranks (gloo on CPU) with the recipe's
-    effective batch, and the run goes on from the model they saved."""
+    effective batch, each recaption step as two ranks that share the shards, and the run goes on
+    from the model and the layer they wrote."""
+    from vila2.data import Dataset
+    from vila2.pipeline import run as run_module
     from vila2.pipeline.loop import run_recipe
 
-    raw = {**copy.deepcopy(TINY_RUN), "processes": 2, "threads": 1,
-           "self_augment": {"rounds": 0}, "evaluators": [{"name": "vqa", "limit": 2}]}
+    monkeypatch.setattr(run_module, "SUBSET_SHARD", 10)  # the 40 images in 4 shards, 2 per rank
+    raw = {**copy.deepcopy(TINY_RUN), "processes": 2, "threads": 1, "evaluators": [{"name": "vqa", "limit": 2}]}
     results = run_recipe(parse_recipe(raw, source="r.yaml", base_dir=tmp_path), tmp_path / "run", log=print)
     printed = capfd.readouterr()
     assert "2 steps of 4x1x2" in printed.out + printed.err  # batch 8 = 4 per rank x 2 ranks
-    assert [r["name"] for r in results["rows"]] == ["round 0"]
-    assert (tmp_path / "run" / "round0" / "train" / "0-sft" / "model.safetensors").is_file()
+    assert [r["name"] for r in results["rows"]] == ["round 0", "round 1"]
+    run = tmp_path / "run"
+    assert (run / "round0" / "train" / "0-sft" / "model.safetensors").is_file()
+    stats = json.loads((run / "round1" / "caption" / "caption_stats.json").read_text())
+    summary = stats["summary"]
+    assert summary["complete"] and summary["total"] == summary["new"] == 40  # each sample once
+    # the two ranks shared the shards
+    ranks = [json.loads((run / "round1" / "caption" / f"caption-summary.rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["new"] for r in ranks] == [20, 20]
+    layer = Dataset.open(run / "pretrain" / "dataset").layer(stats["layer"])
+    assert len(layer.texts()) == stats["kept"] and sorted(layer.done_shards()) == sorted(
+        Dataset.open(run / "pretrain" / "dataset").shards())

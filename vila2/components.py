@@ -117,6 +117,11 @@ class Specialist:
         if not self.prompts:
             raise ComponentError(f"specialist {self.name!r} needs at least one prompt")
 
+    def clean_filter(self) -> Filter | None:
+        """``clean_answer`` as the filter of the specialist's caption layer (``<name>-clean``),
+        or ``None`` without one; built the same way in every process that captions."""
+        return None if self.clean_answer is None else Filter(f"{self.name}-clean", clean=self.clean_answer)
+
 
 @dataclass(frozen=True)
 class EvalResult:

@@ -284,7 +284,6 @@ def check_specialist_run(plugin: ModuleType | str, world: PathLike, model: PathL
     """A specialist package end to end on the tiny ``world`` with the tiny ``model``: each
     specialist is fine-tuned (2 steps, with its LoRA settings), recaptions 8 pretraining images
     with its prompts (its answers cleaned as a run cleans them) and is evaluated on its benchmark."""
-    import vila2
     from vila2.captioning.engine import caption_dataset
     from vila2.data import Dataset
 
@@ -306,9 +305,8 @@ def check_specialist_run(plugin: ModuleType | str, world: PathLike, model: PathL
             with images.writer(source="tiny world pretrain") as writer:
                 for _, sample in zip(range(8), pretrain.iter_samples(), strict=False):
                     writer.add(sample["id"], sample["image"], sample["width"], sample["height"])
-            clean = [vila2.Filter(f"{spec.name}-clean", clean=spec.clean_answer)] if spec.clean_answer else []
             caption_dataset(images.path, model=tuned, layer=f"spec-{spec.name}", prompts=spec.prompts,
-                            filters=clean, batch_size=8, max_new_tokens=12, progress=False)
+                            filters=[spec.clean_filter()] if spec.clean_answer else [], batch_size=8, max_new_tokens=12, progress=False)
             rows = list(Dataset.open(images.path).layer(f"spec-{spec.name}").iter_rows())
             assert len(rows) == 8 and {row["prompt"] for row in rows} <= set(spec.prompts)
             if spec.clean_answer is not None:

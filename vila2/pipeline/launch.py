@@ -1,10 +1,13 @@
 """A step's heavy work on several processes of this machine (``recipe.processes``).
 
 A run's steps are ordered by one process; when the recipe asks for ``processes: N``, each
-training and recaption step starts ``accelerate launch --multi_gpu --num_processes N`` on this
-module, which runs the same library call on every rank: training is DDP (gloo on CPU, NCCL on
-GPUs) and captioning is sharded by rank — the code paths ``accelerate launch -m vila2 ...``
-takes. The effective batch stays the recipe's: each rank gets ``batch_size / N``.
+training step and each recaption step of the built-in executor starts ``accelerate launch
+--multi_gpu --num_processes N`` on this module, which runs the same library call on every rank:
+training is DDP (gloo on CPU, NCCL on GPUs) and captioning is sharded by rank — the code paths
+``accelerate launch -m vila2 ...`` takes. The effective batch stays the recipe's: each training
+rank gets ``batch_size / N``. A caption rank writes its own counts beside the spec
+(``caption-summary.rank<i>.json``) for the run's summary; a specialist's clean-up filter, a
+function, travels by the specialist's name and each rank takes it from its own plugins.
 
 Run directly, it is the rank side: ``python -m vila2.pipeline.launch train|caption SPEC.json``.
 """
@@ -71,9 +74,20 @@ def main(argv: Sequence[str]) -> None:
 
         train(TrainConfig(**spec))
     elif kind == "caption":
-        from vila2.captioning.engine import caption_dataset
+        from accelerate import PartialState
 
-        caption_dataset(**spec)
+        from vila2.captioning.engine import caption_dataset
+        from vila2.pipeline.steps import write_json
+
+        specialist = spec.pop("clean_with", None)
+        if specialist:  # a function: each rank takes it from the installed specialist, by name
+            from vila2.plugins import get_host
+
+            spec["filters"] = [*spec["filters"], get_host().specialists()[specialist].clean_filter()]
+        summary = caption_dataset(**spec)
+        # the run sums the ranks' own counts (how many each captioned, and in how long)
+        write_json(Path(file).parent / f"caption-summary.rank{PartialState().process_index}.json",
+                          {"new": summary.new, "seconds": summary.seconds})
     else:
         raise SystemExit(f"unknown kind {kind!r}; expected one of {KINDS}")
 

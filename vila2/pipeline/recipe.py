@@ -248,7 +248,8 @@ class Recipe(_Strict):
     seed: int = 0
     on_error: Literal["skip", "stop"] = "stop"
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
-    processes: int = Field(1, ge=1, le=64, description="processes per training step (accelerate; DDP)")
+    processes: int = Field(1, ge=1, le=64, description="processes per training and recaption step (accelerate launch: "
+                           "DDP training, captioning sharded by rank)")
     plugins: list[str] = Field(default_factory=list)
     data: Data
     model: ModelSpec

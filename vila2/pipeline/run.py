@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vila2.components import Filter
 from vila2.errors import PipelineError
 from vila2.pipeline.recipe import EvaluatorSpec, Recipe, RecipeError, Stage
 from vila2.pipeline.report import (
@@ -401,25 +400,34 @@ class Run:
         return self.abs(self.folder.run(step, inputs, train, resumable=True)["model"])
 
     def recaption(self, step: str, src: Sources, model: str, layer: str, *, captioner: str,
-                 prompts: Any, filters: list[Any], round: int | None, batch_size: int,
-                 max_new_tokens: int, settings: Mapping[str, Any], after: list[str],
-                 executor: str | None = None, executor_settings: Mapping[str, Any] | None = None) -> str:
+                  prompts: Any, filters: list[dict[str, Any]], round: int | None, batch_size: int,
+                  max_new_tokens: int, settings: Mapping[str, Any], after: list[str],
+                  specialist: str | None = None, executor: str | None = None,
+                  executor_settings: Mapping[str, Any] | None = None) -> str:
         """Recaption the pretraining images into ``layer``; returns the caption statistics file.
-        ``executor`` (default: the recipe's ``self_augment.executor``) runs the shards; like the
-        batch size it changes where captions are made, not what they are: it is no step input."""
+        ``filters`` are recipe entries; ``specialist`` adds that specialist's clean-up filter.
+        ``executor`` (default: the recipe's ``self_augment.executor``) runs the shards; the
+        built-in one runs them on the recipe's ``processes`` (sharded by rank). Like the batch
+        size, where captions are made is no step input: it changes speed, not captions."""
         sa = self.recipe.self_augment
         from vila2.data import Dataset
 
-        def caption(out: Path) -> dict[str, Any]:
-            from vila2.captioning.engine import caption_dataset
+        job = {"dataset": src.pretrain, "model": model, "layer": layer, "captioner": captioner,
+               "prompts": prompts, "filters": filters, "round": round, "batch_size": batch_size,
+               "max_new_tokens": max_new_tokens, "settings": dict(settings),
+               "on_error": self.recipe.on_error, "seed": self.recipe.seed}
 
-            summary = caption_dataset(
-                src.pretrain, model=model, layer=layer, captioner=captioner, prompts=prompts,
-                filters=filters, round=round, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                settings=dict(settings), on_error=self.recipe.on_error, seed=self.recipe.seed,
-                executor=executor or sa.executor,
-                executor_settings=dict(sa.executor_settings if executor_settings is None else executor_settings),
-            )
+        def caption(out: Path) -> dict[str, Any]:
+            from vila2.captioning.engine import DEFAULT_EXECUTOR, caption_dataset
+
+            runner = executor or sa.executor
+            if self.recipe.processes > 1 and runner == DEFAULT_EXECUTOR:
+                summary = self._caption_on_ranks(job, specialist, out)
+            else:
+                clean = [self._specialist_clean(specialist)] if specialist else []
+                summary = caption_dataset(
+                    **{**job, "filters": [*filters, *clean]}, executor=runner,
+                    executor_settings=dict(sa.executor_settings if executor_settings is None else executor_settings))
             from vila2.world.quality import layer_quality
 
             texts = Dataset.open(src.pretrain).layer(layer).texts()
@@ -437,12 +445,34 @@ class Run:
             if layer in ds.layers():
                 ds.delete_layer(layer)
 
-        described = [f.name if isinstance(f, Filter) else f for f in filters]
+        described = [*filters, *([f"{specialist}-clean"] if specialist else [])]
         # batch size changes speed, not captions: it is no input, so changing it reruns nothing
         inputs = {"captioner": captioner, "prompts": prompts, "filters": described, "round": round,
                   "max_new_tokens": max_new_tokens, "settings": settings, "layer": layer,
                   **self._inputs([], after)}
         return self.folder.run(step, inputs, caption, resumable=True, cleanup=cleanup)["caption_stats"]
+
+    def _specialist_clean(self, name: str) -> Any:
+        """The clean-up filter of the installed specialist ``name``."""
+        found = self.host.specialists().get(name)
+        if found is None or found.clean_filter() is None:
+            raise PipelineError(f"specialist {name!r} has no clean_answer to filter its captions with")
+        return found.clean_filter()
+
+    def _caption_on_ranks(self, job: dict[str, Any], specialist: str | None, out: Path) -> Any:
+        """``caption_dataset(**job)`` on the recipe's ``processes`` ranks (``accelerate launch``,
+        each rank its own shards); the summary counts the layer, ``new`` and ``seconds`` the
+        ranks' own (seconds: the slowest rank's)."""
+        from vila2.captioning.summary import summarize
+        from vila2.pipeline.launch import launch
+
+        for old in out.glob("caption-summary.rank*.json"):
+            old.unlink()  # a killed earlier try's ranks
+        launch("caption", {**job, "clean_with": specialist}, processes=self.recipe.processes, folder=out,
+               threads=self.recipe.threads, plugin_files=self._plugin_files())
+        ranks = [json.loads(f.read_text()) for f in sorted(out.glob("caption-summary.rank*.json"))]
+        return summarize(job["dataset"], job["layer"], new=sum(r["new"] for r in ranks),
+                         seconds=max((r["seconds"] for r in ranks), default=0.0))
 
     def evaluate(self, step: str, model: str, spec: EvaluatorSpec, src: Sources, after: list[str]) -> str | None:
         """Score ``model`` on one benchmark; returns the result file (``None`` if skipped)."""
@@ -552,7 +582,7 @@ class Run:
             prompts=list(spec.prompts), round=None, batch_size=cfg.batch_size,
             max_new_tokens=cfg.max_new_tokens, settings={},
             # the specialist's own clean-up (e.g. canonical boxes) runs as a filter of its layer
-            filters=[Filter(f"{spec.name}-clean", clean=spec.clean_answer)] if spec.clean_answer else [],
+            filters=[], specialist=spec.name if spec.clean_answer else None,
             after=[f"specialists.{spec.name}.finetune"],
         )
         return layer, stats
