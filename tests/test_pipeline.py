@@ -28,6 +28,20 @@ def _pipeline(tmp_path: Path, **change: Any) -> Run:
     return Run(parse_recipe(raw, source="r.yaml", base_dir=tmp_path), tmp_path / "run", log=lambda _: None)
 
 
+def test_processes_started_by_a_step_load_every_plugin_file_of_the_run(tmp_path: Path, fresh_host: Any) -> None:
+    """The recipe's ``plugins`` and a ``--plugin FILE`` the host loaded both reach the ranks."""
+    listed, named = tmp_path / "listed.py", tmp_path / "named.py"
+    for file in (listed, named):
+        file.write_text("")
+    fresh_host.load_file(named)
+    raw = {**copy.deepcopy(RECIPE), "plugins": ["listed.py"]}
+    run = Run(parse_recipe(raw, source=str(tmp_path / "r.yaml"), base_dir=tmp_path), tmp_path / "run",
+              host=fresh_host, log=lambda _: None)
+    assert run._plugin_files() == [str(listed.resolve()), str(named.resolve())]
+    fresh_host.load_file(listed)  # loaded by the run's check: listed once
+    assert run._plugin_files() == [str(listed.resolve()), str(named.resolve())]
+
+
 def test_saturation_rule() -> None:
     assert saturated([0.30], 0.01) is None
     assert saturated([0.30, 0.35], 0.01) is None

@@ -192,8 +192,13 @@ class Run:
         return folder
 
     def _plugin_files(self) -> list[str]:
-        """The recipe's one-file plugins, for processes started by a step."""
-        return [str(self.recipe.path(p)) for p in self.recipe.plugins]
+        """The one-file plugins of this run (the recipe's ``plugins`` and every file its host
+        loaded, ``--plugin FILE`` included), for processes started by a step: they build their
+        own host. (A plugin object registered in this process cannot travel.)"""
+        files = [Path(self.recipe.path(p)).resolve() for p in self.recipe.plugins]
+        files += [Path(info.name.removeprefix("file:")) for info in self.host.infos.values()
+                  if info.source == "file" and info.status == "loaded"]
+        return [str(f) for f in dict.fromkeys(files)]
 
     def check_inputs(self) -> list[str]:
         """What the recipe reads from disk, checked before anything runs: each dataset has the
