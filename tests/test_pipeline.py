@@ -42,6 +42,14 @@ def test_processes_started_by_a_step_load_every_plugin_file_of_the_run(tmp_path:
     assert run._plugin_files() == [str(listed.resolve()), str(named.resolve())]
 
 
+def test_a_specialist_clean_filter_the_host_lacks_is_named(fresh_host: Any) -> None:
+    from vila2.errors import PipelineError
+    from vila2.pipeline.launch import specialist_clean_filter
+
+    with pytest.raises(PipelineError, match="specialist 'nowhere' is not installed here"):
+        specialist_clean_filter(fresh_host, "nowhere")
+
+
 def test_saturation_rule() -> None:
     assert saturated([0.30], 0.01) is None
     assert saturated([0.30, 0.35], 0.01) is None

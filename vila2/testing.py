@@ -305,8 +305,9 @@ def check_specialist_run(plugin: ModuleType | str, world: PathLike, model: PathL
             with images.writer(source="tiny world pretrain") as writer:
                 for _, sample in zip(range(8), pretrain.iter_samples(), strict=False):
                     writer.add(sample["id"], sample["image"], sample["width"], sample["height"])
+            clean = spec.clean_filter()
             caption_dataset(images.path, model=tuned, layer=f"spec-{spec.name}", prompts=spec.prompts,
-                            filters=[spec.clean_filter()] if spec.clean_answer else [], batch_size=8, max_new_tokens=12, progress=False)
+                            filters=[clean] if clean else [], batch_size=8, max_new_tokens=12, progress=False)
             rows = list(Dataset.open(images.path).layer(f"spec-{spec.name}").iter_rows())
             assert len(rows) == 8 and {row["prompt"] for row in rows} <= set(spec.prompts)
             if spec.clean_answer is not None:

@@ -55,6 +55,18 @@ def launch(kind: str, spec: dict[str, Any], *, processes: int, folder: Path, thr
                             "the ranks' messages are above")
 
 
+def specialist_clean_filter(host: Any, name: str) -> Any:
+    """The clean-up filter (:meth:`vila2.Specialist.clean_filter`) of specialist ``name`` as
+    ``host`` has it: the run's process and each rank look it up the same way."""
+    found = host.specialists().get(name)
+    cleaned = None if found is None else found.clean_filter()
+    if cleaned is None:
+        raise PipelineError(f"specialist {name!r} is not installed here or has no clean_answer to filter "
+                            "its captions with (processes started by a step load installed plugins and "
+                            "the run's plugin files)")
+    return cleaned
+
+
 def main(argv: Sequence[str]) -> None:
     """The rank side: read the spec and make the same library call as a single process would."""
     kind, file = argv
@@ -80,14 +92,14 @@ def main(argv: Sequence[str]) -> None:
         from vila2.pipeline.steps import write_json
 
         specialist = spec.pop("clean_with", None)
-        if specialist:  # a function: each rank takes it from the installed specialist, by name
+        if specialist:  # a function: each rank takes it from its own plugins, by name
             from vila2.plugins import get_host
 
-            spec["filters"] = [*spec["filters"], get_host().specialists()[specialist].clean_filter()]
+            spec["filters"] = [*spec["filters"], specialist_clean_filter(get_host(), specialist)]
         summary = caption_dataset(**spec)
         # the run sums the ranks' own counts (how many each captioned, and in how long)
         write_json(Path(file).parent / f"caption-summary.rank{PartialState().process_index}.json",
-                          {"new": summary.new, "seconds": summary.seconds})
+                   {"new": summary.new, "seconds": summary.seconds})
     else:
         raise SystemExit(f"unknown kind {kind!r}; expected one of {KINDS}")
 

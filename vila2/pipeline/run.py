@@ -424,12 +424,13 @@ class Run:
 
         def caption(out: Path) -> dict[str, Any]:
             from vila2.captioning.engine import DEFAULT_EXECUTOR, caption_dataset
+            from vila2.pipeline.launch import specialist_clean_filter
 
             runner = executor or sa.executor
             if self.recipe.processes > 1 and runner == DEFAULT_EXECUTOR:
                 summary = self._caption_on_ranks(job, specialist, out)
             else:
-                clean = [self._specialist_clean(specialist)] if specialist else []
+                clean = [specialist_clean_filter(self.host, specialist)] if specialist else []
                 summary = caption_dataset(
                     **{**job, "filters": [*filters, *clean]}, executor=runner,
                     executor_settings=dict(sa.executor_settings if executor_settings is None else executor_settings))
@@ -450,19 +451,17 @@ class Run:
             if layer in ds.layers():
                 ds.delete_layer(layer)
 
-        described = [*filters, *([f"{specialist}-clean"] if specialist else [])]
+        if specialist:
+            from vila2.pipeline.launch import specialist_clean_filter
+
+            described = [*filters, specialist_clean_filter(self.host, specialist).name]
+        else:
+            described = list(filters)
         # batch size changes speed, not captions: it is no input, so changing it reruns nothing
         inputs = {"captioner": captioner, "prompts": prompts, "filters": described, "round": round,
                   "max_new_tokens": max_new_tokens, "settings": settings, "layer": layer,
                   **self._inputs([], after)}
         return self.folder.run(step, inputs, caption, resumable=True, cleanup=cleanup)["caption_stats"]
-
-    def _specialist_clean(self, name: str) -> Any:
-        """The clean-up filter of the installed specialist ``name``."""
-        found = self.host.specialists().get(name)
-        if found is None or found.clean_filter() is None:
-            raise PipelineError(f"specialist {name!r} has no clean_answer to filter its captions with")
-        return found.clean_filter()
 
     def _caption_on_ranks(self, job: dict[str, Any], specialist: str | None, out: Path) -> Any:
         """``caption_dataset(**job)`` on the recipe's ``processes`` ranks (``accelerate launch``,
