@@ -13,7 +13,7 @@ TEXTS = ["a small red circle", "Describe the image in detail.", "There are two o
 
 def test_cell_labels_follow_the_scene() -> None:
     from vila2.training.tower import TARGETS, cell_labels
-    from vila2.world.scene import COLORS, SHAPES, Obj, Scene
+    from vila2.world.scene import COLORS, SHAPES, WORDS, Obj, Scene
 
     scene = Scene(1, "white", (Obj("square", "red", "large", (0, 0, 499, 499)),), "cat", (600, 800, 990, 990))
     labels = cell_labels(scene, 64, 8)
@@ -21,6 +21,14 @@ def test_cell_labels_follow_the_scene() -> None:
     red, square = COLORS.index("red") + 1, SHAPES.index("square") + 1
     assert labels["color"][0] == red and labels["shape"][0] == square  # top-left cell
     assert labels["color"][63] == 0 and labels["text"][63] == 1  # bottom-right: the word, no object
+    # a reading tower's labels also name the word on the cell and the letter over its centre
+    from vila2.training.tower import LETTERS, READING_TARGETS
+
+    reading = cell_labels(scene, 64, 8, read_text=True)
+    assert set(reading) == set(TARGETS) | set(READING_TARGETS)
+    assert reading["word"][63] == WORDS.index("cat") + 1 and reading["word"][0] == 0
+    letters = [LETTERS[k - 1] for k in reading["letter"] if k]
+    assert len(letters) >= 2 and set(letters) <= set("cat")  # the word's letters, on its cells only
     assert sum(labels["center"]) == 1
     assert labels["row"][9] == 1 and labels["col"][9] == 1
 
@@ -53,6 +61,25 @@ def test_short_pretraining_builds_a_plain_hf_model(tmp_path: Path) -> None:
     assert all(torch.equal(state[k], v) for k, v in weights.items())
     with pytest.raises(ValueError, match="differ"):
         build_with_tower("llava-tiny", tmp_path / "other", tower, texts=TEXTS, patch_size=16)
+
+
+def test_a_reading_tower_with_rescaled_features(tmp_path: Path) -> None:
+    """With ``read_text`` a tower learns the word and letter over each cell too, and with
+    ``feature_norm`` its features leave training rescaled to that mean norm; the shipped
+    settings (the defaults) do neither."""
+    import torch
+
+    from vila2.training.tower import READING_TARGETS, TowerSettings, pretrain_tower
+
+    torch.set_num_threads(1)
+    settings = TowerSettings.short(images=64, steps=3, read_text=True, feature_norm=10.0)
+    info = json.loads((pretrain_tower(tmp_path / "tower", settings) / "tower.json").read_text())
+    assert set(READING_TARGETS) <= set(info["targets"]) and info["settings"]["read_text"] is True
+    assert {"word_on_text", "letter_on_text"} <= set(info["held_out_accuracy"])
+    assert info["feature_norm"]["shipped"] == pytest.approx(10.0, rel=1e-3) != info["feature_norm"]["trained"]
+    plain = TowerSettings.short(images=64, steps=3)
+    info = json.loads((pretrain_tower(tmp_path / "plain", plain) / "tower.json").read_text())
+    assert not set(READING_TARGETS) & set(info["targets"]) and set(info["feature_norm"]) == {"trained"}
 
 
 def test_the_shipped_tower_sees_cells_and_a_recipe_starts_from_it(tmp_path: Path) -> None:

@@ -11,7 +11,16 @@ dense labels read off the ground-truth scene:
 * the colour, shape and size class of the object covering the cell (or "none"),
 * whether the cell holds an object's centre (so objects can be told apart and counted),
 * whether the written word covers the cell, and the background colour,
-* the cell's own row and column (keeps position in the features the projector sees).
+* the cell's own row and column (keeps position in the features the projector sees);
+* with ``read_text``, also which word covers the cell and which of its letters stands over the
+  cell's centre, as a real SigLIP reads text (at the preset's width of 64 the words are not
+  learned, at 128 most are: ``benchmarks/tower_reading.py``, benchmarks/RESULTS.md).
+
+With ``feature_norm``, the frozen tower's output is rescaled after training to that mean norm
+(exactly: every write into the residual stream is scaled, and the layer norms inside do not
+see the scale). A 128-wide tower's larger features kept the starting point from learning
+colour; at the 64-wide tower's norm it learns it. The shipped tower uses neither (its settings
+are the defaults).
 
 The heads read the last encoder layer *before* the post-layernorm: that is the feature LLaVA's
 projector takes (``vision_feature_layer=-1``). Only the tower's weights are written
@@ -40,8 +49,17 @@ from pathlib import Path
 from typing import Any
 
 from vila2.world.benchmarks import BENCHMARKS
-from vila2.world.render import _draw_object, render
-from vila2.world.scene import BACKGROUNDS, COLORS, SHAPES, SIZES, Scene, sample_scene, scene_seed
+from vila2.world.render import _draw_object, _font, font_size, render
+from vila2.world.scene import (
+    BACKGROUNDS,
+    COLORS,
+    SHAPES,
+    SIZES,
+    WORDS,
+    Scene,
+    sample_scene,
+    scene_seed,
+)
 from vila2.world.sizes import resolve_size
 
 #: The split name and world seed the tower's scenes are drawn from: no world uses either.
@@ -52,14 +70,19 @@ INFO = "tower.json"
 _SUPERSAMPLE = 4
 _MIN_COVER = 0.15  # an object labels a cell when it covers at least this share of it
 _MIN_TEXT_COVER = 0.25
+#: the letters of the world's words, in a fixed order (class ``i + 1``; 0 is "no letter")
+LETTERS = "".join(sorted(set("".join(WORDS))))
+_GLYPH_HALF_HEIGHT = 4  # pixels above and below the text's centre line that hold its letters
 
 
 @dataclass(frozen=True)
 class TowerSettings:
     """Sizes of the tower (the ``llava-tiny`` size names) and how it is trained.
 
-    The defaults are the ``llava-tiny`` tower with 8-px patches (64 cells per 64x64 image) and a
-    run of about 4 minutes on one core; :meth:`short` is a seconds-long run for tests.
+    The defaults are the shipped tower: the ``llava-tiny`` tower with 8-px patches (64 cells per
+    64x64 image) and a run of about 4 minutes on one core; :meth:`short` is a seconds-long run
+    for tests. A reading tower is ``vision_hidden_size=128, vision_intermediate_size=256,
+    word_rate=0.5, read_text=True, feature_norm=36.6`` (``benchmarks/tower_reading.py``).
     """
 
     vision_hidden_size: int = 64
@@ -75,6 +98,11 @@ class TowerSettings:
     weight_decay: float = 0.01
     word_rate: float = 0.3
     seed: int = 0
+    # also predict the word and letters over each cell (see the module docstring)
+    read_text: bool = False
+    # mean norm of the features the connector sees, set after training (None: as trained); 36.6 is
+    # the 64-wide tower's, at which the starting point learns colour within 800 steps
+    feature_norm: float | None = None
     # "hidden": the last encoder layer before the post-layernorm (what LLaVA's projector takes,
     # ``vision_feature_layer=-1``); "normed": after it (Idefics3's pixel-shuffle connector)
     feature: str = "hidden"
@@ -102,6 +130,14 @@ TARGETS: dict[str, int | None] = {
     "row": None,
     "col": None,
 }
+#: What a tower trained with ``read_text`` also predicts: the word over the cell, and the letter
+#: over its centre. A mirrored image is not asked them (a flipped word is text, not that word).
+READING_TARGETS: dict[str, int | None] = {"word": len(WORDS) + 1, "letter": len(LETTERS) + 1}
+
+
+def targets(settings: TowerSettings) -> dict[str, int | None]:
+    """The dense targets a tower with ``settings`` is trained on."""
+    return {**TARGETS, **READING_TARGETS} if settings.read_text else dict(TARGETS)
 
 
 def tower_scene(index: int, word_rate: float = 0.3) -> Scene:
@@ -109,7 +145,7 @@ def tower_scene(index: int, word_rate: float = 0.3) -> Scene:
     return sample_scene(scene_seed(TOWER_WORLD_SEED, TOWER_SPLIT, index), word_rate=word_rate)
 
 
-def cell_labels(scene: Scene, image_size: int, patch_size: int) -> dict[str, list[int]]:
+def cell_labels(scene: Scene, image_size: int, patch_size: int, *, read_text: bool = False) -> dict[str, list[int]]:
     """Per-cell labels of a scene (row-major, ``(image_size // patch_size) ** 2`` cells each).
 
     Objects are drawn into an id mask at 4x; a cell takes the object covering the largest share
@@ -126,11 +162,14 @@ def cell_labels(scene: Scene, image_size: int, patch_size: int) -> dict[str, lis
     pixels = mask.load()
     cell = patch_size * _SUPERSAMPLE
     labels: dict[str, list[int]] = {name: [] for name in TARGETS}
+    if read_text:
+        labels.update({name: [] for name in READING_TARGETS})
     centers = {
         (min(side - 1, int(o.center[1] / 1000 * side)), min(side - 1, int(o.center[0] / 1000 * side)))
         for o in scene.objects
     }
     background = BACKGROUNDS.index(scene.background)
+    letters = _letter_cells(scene, image_size, patch_size) if read_text else {}
     for row in range(side):
         for col in range(side):
             counts = [0] * (len(scene.objects) + 1)
@@ -144,11 +183,39 @@ def cell_labels(scene: Scene, image_size: int, patch_size: int) -> dict[str, lis
             labels["shape"].append(SHAPES.index(obj.shape) + 1 if obj else 0)
             labels["size"].append(SIZES.index(obj.size) + 1 if obj else 0)
             labels["center"].append(int((row, col) in centers))
-            labels["text"].append(int(_text_cover(scene, row, col, side) >= _MIN_TEXT_COVER))
+            on_text = _text_cover(scene, row, col, side) >= _MIN_TEXT_COVER
+            labels["text"].append(int(on_text))
+            if read_text:
+                labels["word"].append(WORDS.index(scene.word) + 1 if on_text and scene.word else 0)
+                labels["letter"].append(letters.get((row, col), 0))
             labels["background"].append(background)
             labels["row"].append(row)
             labels["col"].append(col)
     return labels
+
+
+def _letter_cells(scene: Scene, image_size: int, patch_size: int) -> dict[tuple[int, int], int]:
+    """``(row, col) -> letter class`` for the cells whose centre column falls inside a letter of
+    the written word (measured with the font :func:`vila2.world.render.render` draws it in) and
+    whose rows overlap the text's centre line."""
+    if not (scene.word and scene.word_box):
+        return {}
+    font = _font(font_size(image_size))
+    scale = image_size / 1000
+    x0, y0, x1, y1 = (v * scale for v in scene.word_box)
+    left, middle = (x0 + x1) / 2 - font.getlength(scene.word) / 2, (y0 + y1) / 2
+    edges = [left + font.getlength(scene.word[:i]) for i in range(len(scene.word) + 1)]
+    cells: dict[tuple[int, int], int] = {}
+    side = image_size // patch_size
+    for row in range(side):
+        if not (row * patch_size < middle + _GLYPH_HALF_HEIGHT and (row + 1) * patch_size > middle - _GLYPH_HALF_HEIGHT):
+            continue
+        for col in range(side):
+            x = (col + 0.5) * patch_size
+            for i, letter in enumerate(scene.word):
+                if edges[i] <= x < edges[i + 1]:
+                    cells[(row, col)] = LETTERS.index(letter) + 1
+    return cells
 
 
 def _text_cover(scene: Scene, row: int, col: int, side: int) -> float:
@@ -215,21 +282,22 @@ def pixel_tensor(images: list[Any]) -> Any:
 def _dataset(settings: TowerSettings, start: int, count: int) -> tuple[Any, dict[str, Any]]:
     import torch
 
-    images, labels = [], {name: [] for name in TARGETS}
+    images, labels = [], {name: [] for name in targets(settings)}
     for i in range(start, start + count):
         scene = tower_scene(i, settings.word_rate)
         images.append(render(scene, settings.image_size))
-        for name, values in cell_labels(scene, settings.image_size, settings.patch_size).items():
+        for name, values in cell_labels(scene, settings.image_size, settings.patch_size,
+                                        read_text=settings.read_text).items():
             labels[name].append(values)
     pixels = pixel_tensor(images)
     return pixels, {name: torch.tensor(v, dtype=torch.long) for name, v in labels.items()}
 
 
-def _heads(hidden: int, side: int) -> Any:
+def _heads(hidden: int, side: int, wanted: dict[str, int | None]) -> Any:
     """Linear heads over the cell features, one per target."""
     import torch
 
-    return torch.nn.ModuleDict({name: torch.nn.Linear(hidden, classes or side) for name, classes in TARGETS.items()})
+    return torch.nn.ModuleDict({name: torch.nn.Linear(hidden, classes or side) for name, classes in wanted.items()})
 
 
 def features(tower: Any, pixels: Any, feature: str = "hidden") -> Any:
@@ -256,7 +324,35 @@ def _accuracies(tower: Any, heads: Any, pixels: Any, labels: dict[str, Any], fea
             if name in ("color", "shape"):  # on object cells only: the informative part
                 cells = target > 0
                 out[f"{name}_on_objects"] = round(float((pred[cells] == target[cells]).float().mean()), 4)
+            if name in ("word", "letter"):  # on text cells only
+                cells = target > 0
+                out[f"{name}_on_text"] = round(float((pred[cells] == target[cells]).float().mean()), 4)
     return out
+
+
+def _feature_norm(tower: Any, pixels: Any, feature: str) -> float:
+    import torch
+
+    with torch.no_grad():
+        return float(torch.cat([features(tower, pixels[i:i + 256], feature).norm(dim=-1).flatten()
+                                for i in range(0, len(pixels), 256)]).mean())
+
+
+def scale_residual(tower: Any, factor: float) -> None:
+    """Scale a SigLIP tower's residual stream by ``factor`` in place: the patch and position
+    embeddings and every layer's attention and MLP output projections. Each layer norm sees a
+    scaled input and gives the same output, so every hidden state (the post-layernorm output
+    aside) is ``factor`` times what it was."""
+    import torch
+
+    inner = getattr(tower, "vision_model", tower)  # transformers' SiglipVisionModel holds the layers itself
+    parts = [inner.embeddings.patch_embedding, inner.embeddings.position_embedding]
+    for layer in inner.encoder.layers:
+        parts += [layer.self_attn.out_proj, layer.mlp.fc2]
+    with torch.no_grad():
+        for module in parts:
+            for param in module.parameters():
+                param.mul_(factor)
 
 
 def pretrain_tower(out: str | Path, settings: TowerSettings | None = None, *, world_seed: int = 0,
@@ -289,7 +385,7 @@ def pretrain_tower(out: str | Path, settings: TowerSettings | None = None, *, wo
 
     side = settings.image_size // settings.patch_size
     tower = SiglipVisionModel(_vision_config(settings))
-    heads = _heads(settings.vision_hidden_size, side)
+    heads = _heads(settings.vision_hidden_size, side, targets(settings))
     params = list(tower.parameters()) + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     warm = max(1, settings.steps // 20)
@@ -311,7 +407,8 @@ def pretrain_tower(out: str | Path, settings: TowerSettings | None = None, *, wo
         batch, order = order[:settings.batch_size], order[settings.batch_size:]
         index = torch.tensor(batch)
         x = pixels[index]
-        # flip image and labels: the shapes are mirror-symmetric (a flipped word still is text)
+        # flip image and labels: the shapes are mirror-symmetric; the reading targets are not
+        # asked of a flipped image
         if rng.random() < 0.5:
             x = x.flip(-1)
             flip = True
@@ -322,6 +419,8 @@ def pretrain_tower(out: str | Path, settings: TowerSettings | None = None, *, wo
         for name, head in heads.items():
             target = labels[name][index].view(-1, side, side)
             if flip:
+                if name in READING_TARGETS:
+                    continue
                 target = target.flip(-1)
                 if name == "col":
                     target = side - 1 - target
@@ -336,6 +435,10 @@ def pretrain_tower(out: str | Path, settings: TowerSettings | None = None, *, wo
                         "seconds": round(time.perf_counter() - started, 1)})
     tower.eval()
     accuracy = _accuracies(tower, heads, val_pixels, val_labels, settings.feature)
+    norms = {"trained": _feature_norm(tower, val_pixels, settings.feature)}
+    if settings.feature_norm is not None:
+        scale_residual(tower, settings.feature_norm / norms["trained"])
+        norms["shipped"] = _feature_norm(tower, val_pixels, settings.feature)
 
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in tower.state_dict().items()}
@@ -346,8 +449,9 @@ def pretrain_tower(out: str | Path, settings: TowerSettings | None = None, *, wo
         "split": {"world_seed": TOWER_WORLD_SEED, "name": TOWER_SPLIT, "train": [0, settings.images],
                   "held_out": [settings.images, settings.images + held_out],
                   "disjoint_from": {"world_seed": world_seed, "size": str(world_size)}},
-        "targets": {k: v or side for k, v in TARGETS.items()},
+        "targets": {k: v or side for k, v in targets(settings).items()},
         "held_out_accuracy": accuracy,
+        "feature_norm": {k: round(v, 3) for k, v in norms.items()},
         "log": log,
         "seconds": {"render": round(render_seconds, 1), "total": round(time.perf_counter() - started, 1)},
     }
@@ -419,7 +523,21 @@ def build_with_tower(preset: str, out: str | Path, tower_dir: str | Path, *, tex
 
 
 __all__ = [
-    "TARGETS", "TOWER_SPLIT", "TOWER_WORLD_SEED", "TowerSettings", "build_with_tower", "cell_labels",
-    "check_disjoint", "check_scenes_disjoint", "features", "load_tower_weights", "pixel_tensor", "pretrain_tower", "tower_scene",
+    "LETTERS",
+    "READING_TARGETS",
+    "TARGETS",
+    "TOWER_SPLIT",
+    "TOWER_WORLD_SEED",
+    "TowerSettings",
+    "build_with_tower",
+    "cell_labels",
+    "check_disjoint",
+    "check_scenes_disjoint",
+    "features",
+    "load_tower_weights",
+    "pixel_tensor",
+    "pretrain_tower",
+    "targets",
+    "tower_scene",
     "world_seeds",
 ]
