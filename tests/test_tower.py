@@ -77,6 +77,8 @@ def test_a_reading_tower_with_rescaled_features(tmp_path: Path) -> None:
     assert set(READING_TARGETS) <= set(info["targets"]) and info["settings"]["read_text"] is True
     assert {"word_on_text", "letter_on_text"} <= set(info["held_out_accuracy"])
     assert info["feature_norm"]["shipped"] == pytest.approx(10.0, rel=1e-3) != info["feature_norm"]["trained"]
+    with pytest.raises(ValueError, match="post-layernorm"):
+        pretrain_tower(tmp_path / "normed", TowerSettings.short(feature="normed", feature_norm=10.0))
     plain = TowerSettings.short(images=64, steps=3)
     info = json.loads((pretrain_tower(tmp_path / "plain", plain) / "tower.json").read_text())
     assert not set(READING_TARGETS) & set(info["targets"]) and set(info["feature_norm"]) == {"trained"}

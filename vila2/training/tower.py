@@ -372,6 +372,9 @@ def pretrain_tower(out: str | Path, settings: TowerSettings | None = None, *, wo
     info_path = out / INFO
     if settings.image_size % settings.patch_size:
         raise ValueError(f"image_size {settings.image_size} is not a multiple of patch_size {settings.patch_size}")
+    if settings.feature_norm is not None and settings.feature != "hidden":
+        raise ValueError("feature_norm rescales the residual stream, which the post-layernorm output "
+                         f"({settings.feature!r} features) does not see; use feature='hidden'")
     held_out = max(64, settings.images // 20)
     check_disjoint(settings.images + held_out, world_seed, world_size)
     if info_path.is_file() and json.loads(info_path.read_text()).get("settings") == asdict(settings):
