@@ -416,7 +416,10 @@ class Run:
         size, where captions are made is no step input: it changes speed, not captions."""
         sa = self.recipe.self_augment
         from vila2.data import Dataset
+        from vila2.pipeline.launch import specialist_clean_filter
 
+        # looked up once, before the step: a specialist missing here is named before any work
+        clean = [specialist_clean_filter(self.host, specialist)] if specialist else []
         job = {"dataset": src.pretrain, "model": model, "layer": layer, "captioner": captioner,
                "prompts": prompts, "filters": filters, "round": round, "batch_size": batch_size,
                "max_new_tokens": max_new_tokens, "settings": dict(settings),
@@ -424,13 +427,11 @@ class Run:
 
         def caption(out: Path) -> dict[str, Any]:
             from vila2.captioning.engine import DEFAULT_EXECUTOR, caption_dataset
-            from vila2.pipeline.launch import specialist_clean_filter
 
             runner = executor or sa.executor
             if self.recipe.processes > 1 and runner == DEFAULT_EXECUTOR:
                 summary = self._caption_on_ranks(job, specialist, out)
             else:
-                clean = [specialist_clean_filter(self.host, specialist)] if specialist else []
                 summary = caption_dataset(
                     **{**job, "filters": [*filters, *clean]}, executor=runner,
                     executor_settings=dict(sa.executor_settings if executor_settings is None else executor_settings))
@@ -451,12 +452,7 @@ class Run:
             if layer in ds.layers():
                 ds.delete_layer(layer)
 
-        if specialist:
-            from vila2.pipeline.launch import specialist_clean_filter
-
-            described = [*filters, specialist_clean_filter(self.host, specialist).name]
-        else:
-            described = list(filters)
+        described = [*filters, *(f.name for f in clean)]
         # batch size changes speed, not captions: it is no input, so changing it reruns nothing
         inputs = {"captioner": captioner, "prompts": prompts, "filters": described, "round": round,
                   "max_new_tokens": max_new_tokens, "settings": settings, "layer": layer,
