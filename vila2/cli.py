@@ -100,16 +100,18 @@ def no_space(exc: BaseException) -> str | None:
     return None
 
 
-def quiet_progress_in_logs(seconds: float = 5.0) -> None:
-    """Progress bars written to a file or a pipe update every ``seconds`` instead of every step.
+def quiet_progress_in_logs(seconds: float | None = None) -> None:
+    """Progress bars written to a file or a pipe update every ``seconds`` (default
+    :data:`vila2.progress.LOG_INTERVAL`) instead of every step.
 
-    On a terminal a bar redraws in place; in a log each redraw is a frame of its own (a
-    1,200-step stage wrote ~2,400 of them). tqdm reads ``TQDM_MININTERVAL`` from the
-    environment, so one setting covers every bar, child processes included, and a user's own
-    value wins.
+    vila2's own bars do so by themselves (:mod:`vila2.progress`); this covers the rest.
+    tqdm reads ``TQDM_MININTERVAL`` from the environment, so one setting covers every bar,
+    third-party and child processes' included, and a user's own value wins.
     """
-    if not sys.stderr.isatty():
-        os.environ.setdefault("TQDM_MININTERVAL", str(seconds))
+    from vila2.progress import LOG_INTERVAL, writes_to_terminal
+
+    if not writes_to_terminal(sys.stderr):
+        os.environ.setdefault("TQDM_MININTERVAL", str(LOG_INTERVAL if seconds is None else seconds))
 
 
 def _plugin_files(argv: Sequence[str]) -> list[str]:

@@ -182,9 +182,8 @@ def evaluate_conversations(
     too as ``answer_loss_shuffled`` and ``loss_gap`` (shuffled minus right: how much the image
     helps predict the answer).
     """
-    from tqdm.auto import tqdm
-
     from vila2.data import Dataset
+    from vila2.progress import progress_bar
 
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
@@ -224,7 +223,7 @@ def evaluate_conversations(
         samples = itertools.islice(samples, limit)
     # with shuffled images each sample travels with the sample whose image it is also asked with
     pairs = other_images(samples) if shuffled else ((s, None) for s in samples)
-    with tqdm(total=total, desc=f"eval {benchmark}", unit="q", disable=None) as progress:
+    with progress_bar(total=total, desc=f"eval {benchmark}", unit="q", disable=None) as progress:
         for chunk_pairs in _chunks(pairs, batch_size, None):
             chunk = [s for s, _ in chunk_pairs]
             others = [o for _, o in chunk_pairs]

@@ -254,11 +254,12 @@ class CaptionJob:
         many samples were captioned and the seconds it took. The caller's random streams are
         restored afterwards."""
         import torch
-        from tqdm.auto import tqdm
+
+        from vila2.progress import progress_bar
 
         started = time.perf_counter()
-        bar = tqdm(total=self.samples(shards), unit="img", desc=desc or f"caption {self.layer}",
-                   disable=not progress, dynamic_ncols=True)
+        bar = progress_bar(total=self.samples(shards), unit="img", desc=desc or f"caption {self.layer}",
+                           disable=not progress, dynamic_ncols=True)
         new = 0
         python_rng = random.getstate()
         # per-shard seeds must not leak into the caller's random streams; one worker decodes the

@@ -137,11 +137,10 @@ def rethreshold(
     """
     import time
 
-    from tqdm.auto import tqdm
-
     from vila2.captioning.summary import summarize
     from vila2.data import Dataset, StoreError
     from vila2.distributed import process_state
+    from vila2.progress import progress_bar
 
     ds = dataset if isinstance(dataset, Dataset) else Dataset.open(dataset)
     source = ds.layer(layer)
@@ -166,8 +165,8 @@ def rethreshold(
         settings={**info.get("settings", {}), "filters": [s.spec() for s in steps], "rethreshold_of": layer},
     )
     pending = writer.pending_shards(state.process_index, state.num_processes)
-    for shard in tqdm(pending, unit="shard", desc=f"rethreshold {new_layer}",
-                      disable=not (progress and state.is_local_main_process)):
+    for shard in progress_bar(pending, unit="shard", desc=f"rethreshold {new_layer}",
+                              disable=not (progress and state.is_local_main_process)):
         rows = []
         for row in source.iter_rows([shard]):
             meta = {k: v for k, v in row["meta"].items() if k != "rejected_by"}

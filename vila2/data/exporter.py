@@ -103,10 +103,9 @@ def export_mixture(
     progress: bool = True,
 ) -> ExportReport:
     """Export every entry of a training mixture (see :mod:`vila2.data.mixture`) to ``out``."""
-    from tqdm.auto import tqdm
-
     from vila2.data.mixture import MixtureEntry, entry_examples
     from vila2.data.store import Dataset
+    from vila2.progress import progress_bar
 
     if format not in EXPORT_FORMATS:
         raise StoreError(f"unknown export format {format!r}; choose {' or '.join(EXPORT_FORMATS)}")
@@ -118,8 +117,7 @@ def export_mixture(
     out.mkdir(parents=True, exist_ok=True)
     sink = _Llava(out) if format == "llava" else _Parquet(out)
     seen = 0
-    bar = tqdm(total=total, unit="sample", desc=f"export {format}", disable=not progress,
-               mininterval=0.5)
+    bar = progress_bar(total=total, unit="sample", desc=f"export {format}", disable=not progress)
     try:
         for index, entry in enumerate(entries):
             folder = f"{index}-{file_stem(Path(entry.dataset).name)}"

@@ -181,7 +181,7 @@ def ingest(
 
 def _run(ds: Dataset, source: Source, settings: dict[str, Any], shard_size: int,
          max_pixels: int, progress: bool) -> None:
-    from tqdm.auto import tqdm
+    from vila2.progress import progress_bar
 
     def begin(value: dict[str, Any]) -> None:
         value.setdefault("ingest", {"settings": settings, "complete": False, "consumed": 0,
@@ -209,8 +209,8 @@ def _run(ds: Dataset, source: Source, settings: dict[str, Any], shard_size: int,
             writer.write_shard(name, rows)
         return {"ingest": {"consumed": position, "rejects_bytes": log.offset}}
 
-    bar = tqdm(total=source.total, unit="sample", desc=f"ingest {source.format}",
-               disable=not progress, mininterval=0.5)
+    bar = progress_bar(total=source.total, unit="sample", desc=f"ingest {source.format}",
+                       disable=not progress)
     try:
         with ds.writer(shard_size=shard_size, source=settings["src"], on_shard=on_shard) as out:
             for index, candidate in enumerate(source):

@@ -200,10 +200,10 @@ def train(config: TrainConfig | Mapping[str, Any], *,
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
 
     from vila2.data.mixture import build_examples
     from vila2.models.checkpoint import trainable_summary
+    from vila2.progress import progress_bar
     from vila2.training.batching import LengthGroupedBatches
     from vila2.training.collate import EncodedExamples, ExampleEncoder, collate
 
@@ -262,7 +262,7 @@ def train(config: TrainConfig | Mapping[str, Any], *,
               f"{trainable_summary(model)}{resumed}", flush=True)
 
     log = (run / "log.jsonl").open("a") if main else None
-    bar = tqdm(total=total, initial=step, desc=f"train {config.stage}", disable=not main)
+    bar = progress_bar(total=total, initial=step, desc=f"train {config.stage}", disable=not main)
     started, seen, tokens, window = time.perf_counter(), 0, 0, []
     model.train()
     while step < total:

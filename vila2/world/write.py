@@ -58,14 +58,14 @@ class WorldWriter:
     """Builds the parts of one world into ``root``; a progress bar counts every image."""
 
     def __init__(self, root: Path, seed: int, size: WorldSize, image_size: int) -> None:
-        from tqdm.auto import tqdm
+        from vila2.progress import progress_bar
 
         self.root, self.seed, self.size, self.image_size = root, seed, size, image_size
         self.train_hashes: set[bytes] = set()
         self.counts: dict[str, int] = {}
         total = (size.pretrain + size.seed + size.sft + size.spatial + size.grounding + size.ocr
                  + size.bench * len(BENCHMARKS) + size.mmmu)
-        self.progress = tqdm(total=total, desc="writing world", unit="img", disable=None)
+        self.progress = progress_bar(total=total, desc="writing world", unit="img", disable=None)
 
     def scene(self, split: str, index: int, word_rate: float = PRETRAIN_WORD_RATE) -> Scene:
         """Scene ``index`` of ``split`` (its seed depends on the world seed, split and index)."""

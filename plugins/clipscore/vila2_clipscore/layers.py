@@ -23,10 +23,9 @@ def score_layer(dataset: Any, layer: str, new_layer: str, clip: str | os.PathLik
     """Write ``new_layer``: ``layer``'s rows scored with ``clip``; ``thresholds`` maps
     ``clipscore`` / ``clipscore_min`` to a ``min`` (``None`` or ``"auto"``: the model's
     calibrated one; a filter not in ``thresholds`` is scored but rejects nothing). Returns counts."""
-    from tqdm.auto import tqdm
-
     from vila2.captioning.filters import FilterStep, decide
     from vila2.data import Dataset, StoreError
+    from vila2.progress import progress_bar
     from vila2_clipscore.scorer import get_scorer
 
     ds = dataset if isinstance(dataset, Dataset) else Dataset.open(dataset)
@@ -51,7 +50,8 @@ def score_layer(dataset: Any, layer: str, new_layer: str, clip: str | os.PathLik
         settings={**info.get("settings", {}), "filters": [*old_filters, *specs], "scored_from": layer},
     )
     counts = {"rows": 0, "scored": 0, "kept": 0}
-    for shard in tqdm(writer.pending_shards(), unit="shard", desc=f"clipscore {new_layer}", disable=not progress):
+    for shard in progress_bar(writer.pending_shards(), unit="shard", desc=f"clipscore {new_layer}",
+                              disable=not progress):
         rows = list(source.iter_rows([shard]))
         images = {s["id"]: s["image"] for s in ds.iter_samples(shards=[shard])}
         todo = [r for r in rows if r["text"] and "error" not in r["meta"]]

@@ -154,10 +154,10 @@ def dedup(
                 print(f"vila2-dedup: sample {id!r}: image unreadable ({type(exc).__name__}: {exc}); "
                       "kept, not compared", file=sys.stderr)
 
-        from tqdm.auto import tqdm
+        from vila2.progress import progress_bar
 
-        with tqdm(ds.iter_samples(), total=ds.num_samples, desc="dedup: index images", unit="img",
-                  disable=not progress, dynamic_ncols=True) as samples:
+        with progress_bar(ds.iter_samples(), total=ds.num_samples, desc="dedup: index images",
+                          unit="img", disable=not progress, dynamic_ncols=True) as samples:
             index = index_images(samples, ds.load_image, on_error=bad_image)
         report.images_indexed, report.image_errors = len(index.ids), dict(index.errors)
         report.index_bytes += index.nbytes()

@@ -93,7 +93,8 @@ def run_ray(job: Any, settings: Mapping[str, Any]) -> tuple[int, float]:
     if not shards:
         return 0, 0.0
     import ray
-    from tqdm.auto import tqdm
+
+    from vila2.progress import progress_bar
 
     started_here = _connect(ray, settings)
     try:
@@ -104,8 +105,8 @@ def run_ray(job: Any, settings: Mapping[str, Any]) -> tuple[int, float]:
         data = ray.data.from_items([{"shard": shard} for shard in shards], override_num_blocks=len(shards))
         done = data.map_batches(ShardCaptioner, fn_constructor_kwargs={"job": job}, batch_size=1,
                                 compute=compute, num_gpus=num_gpus, num_cpus=num_cpus)
-        bar = tqdm(total=job.samples(shards), unit="img", desc=f"caption {job.layer} [ray]",
-                   disable=not job.progress, dynamic_ncols=True)
+        bar = progress_bar(total=job.samples(shards), unit="img", desc=f"caption {job.layer} [ray]",
+                           disable=not job.progress, dynamic_ncols=True)
         started, new = time.perf_counter(), 0
         rows = done.iter_rows()
         try:
