@@ -60,6 +60,23 @@ def test_a_constant_answer_scores_its_share(tiny_world: Path) -> None:
     assert 0 < result.score < 0.5
 
 
+def test_scores_per_question_kind(tiny_world: Path, tmp_path: Path) -> None:
+    """A constant "yes" scores on the existence questions only; the kinds add up to the whole."""
+    data = tiny_world / "bench" / "vqa"
+    result = evaluate_conversations(lambda images, prompts: ["yes"] * len(images), data, vqa_score,
+                                    benchmark="vqa", out_dir=tmp_path)
+    by_kind = result.details["by_kind"]
+    assert set(by_kind) == {"color", "shape", "count", "exist"}
+    assert sum(g["n"] for g in by_kind.values()) == result.n
+    assert by_kind["color"]["accuracy"] == by_kind["shape"]["accuracy"] == 0.0
+    assert 0 < by_kind["exist"]["accuracy"] < 1
+    total = sum(g["n"] * g["accuracy"] for g in by_kind.values()) / result.n
+    assert total == pytest.approx(result.score)
+    lines = [json.loads(line) for line in Path(result.samples_path).read_text().splitlines()]
+    assert all(line["kind"] in by_kind for line in lines)
+    assert sum(line["kind"] == "exist" for line in lines) == by_kind["exist"]["n"]
+
+
 def test_bad_benchmark_data_is_named(tiny_world: Path, tmp_path: Path) -> None:
     answer = lambda images, prompts: ["x"] * len(images)  # noqa: E731
     with pytest.raises(ValueError, match="no 'conversations' layer"):

@@ -12,6 +12,7 @@ from vila2.pipeline.report import (
     collect,
     hallucination_metric,
     image_dependence_table,
+    kind_tables,
     markdown_table,
     paired_bootstrap,
     per_sample,
@@ -233,6 +234,31 @@ def test_quality_and_image_dependence_tables(tmp_path: Path) -> None:
     assert "## Caption quality per layer" in text and "## Image dependence" in text
     assert quality_table(results) in text and image_dependence_table(results) in text
     assert "report.html" not in text  # no caption layer of real images to show: no gallery
+
+
+def test_scores_by_question_kind(tmp_path: Path) -> None:
+    rows = _rows(tmp_path)
+    for rel, where, closest in [("round1/eval/vqa/result.json", None, None),
+                                ("specialists/spatial/eval/spatial/result.json", 0.125, 0.75)]:
+        path = tmp_path / rel
+        result = json.loads(path.read_text())
+        if where is None:  # one kind only: no table
+            result["details"] = {"by_kind": {"color": {"n": 50, "accuracy": 0.46}}}
+        else:
+            result["details"] = {"by_kind": {"where": {"n": 30, "accuracy": where},
+                                             "closest": {"n": 20, "accuracy": closest}}}
+        path.write_text(json.dumps(result))
+    results = collect(tmp_path, rows, name="t")
+    spec = results["rows"][2]["scores"]["spatial"]
+    assert spec["by_kind"] == {"where": {"n": 30, "score": 0.125}, "closest": {"n": 20, "score": 0.75}}
+    assert "by_kind" not in results["rows"][0]["scores"]["vqa"]  # a result without kinds
+    tables = kind_tables(results)
+    assert [title for title, _ in tables] == ["spatial (accuracy)"]
+    lines = tables[0][1].splitlines()
+    assert lines[0] == "| model | where (n=30) | closest (n=20) |"
+    assert lines[2] == "| + spatial specialist | 12.5 | 75.0 |"
+    text = write_report(tmp_path, results).read_text()
+    assert "## By question kind" in text and tables[0][1] in text
 
 
 def test_per_sample_reads_every_evaluators_file(tmp_path: Path) -> None:

@@ -181,6 +181,11 @@ def evaluate_conversations(
     (:class:`AnswerLoss`; a model folder or pair only) as ``answer_loss``, with shuffled images
     too as ``answer_loss_shuffled`` and ``loss_gap`` (shuffled minus right: how much the image
     helps predict the answer).
+
+    Where the question layer's rows carry a question kind (``meta["kind"]``, as the embedded
+    world's benchmarks do: ``color``, ``where``, ``box``...), every metric is also averaged per
+    kind into ``details["by_kind"]`` (``{kind: {"n": ..., metric: mean}}``) and each JSONL line
+    names its kind: a headline number that moves tells which questions moved it.
     """
     from vila2.data import Dataset
     from vila2.progress import progress_bar
@@ -204,6 +209,8 @@ def evaluate_conversations(
     sums: dict[str, float] = {}
     extra: dict[str, float] = {}  # the shuffled twins and the losses, summed over samples
     n = 0
+    kinds = question_kinds(ds)
+    by_kind: dict[str, dict[str, float]] = {}  # kind -> metric sums, "n" included
 
     def scored(prediction: str, reference: str, sample: dict[str, Any]) -> dict[str, float]:
         try:
@@ -255,6 +262,13 @@ def evaluate_conversations(
                     per_sample["loss_gap"] = losses_swapped[j] - losses[j]
                 for key, value in per_sample.items():
                     extra[key] = extra.get(key, 0.0) + value
+                kind = kinds.get(sample["id"])
+                if kind is not None:
+                    line["kind"] = kind
+                    group = by_kind.setdefault(kind, {"n": 0.0})
+                    group["n"] += 1
+                    for key, value in [*metrics.items(), *per_sample.items()]:
+                        group[key] = group.get(key, 0.0) + value
                 n += 1
                 if samples_path is not None:
                     lines.append(json.dumps(line))
@@ -275,8 +289,23 @@ def evaluate_conversations(
         samples_path=str(samples_path) if samples_path is not None else None,
         details={"data": str(data), "model": str(model) if isinstance(model, (str, os.PathLike)) else None,
                  **({"shuffled": "each question also asked with another sample's image (the latest "
-                                 "earlier one whose image differs)"} if shuffled else {})},
+                                 "earlier one whose image differs)"} if shuffled else {}),
+                 **({"by_kind": {kind: {"n": int(group["n"]),
+                                        **{k: v / group["n"] for k, v in group.items() if k != "n"}}
+                                 for kind, group in sorted(by_kind.items())}} if by_kind else {})},
     )
+
+
+def question_kinds(ds: Any) -> dict[str, str]:
+    """sample id -> question kind, from the question layer's ``meta["kind"]`` (empty when the
+    rows carry none)."""
+    kinds: dict[str, str] = {}
+    for row in ds.layer(QUESTION_LAYER).iter_rows():
+        meta = row.get("meta")
+        kind = meta.get("kind") if isinstance(meta, dict) else None
+        if isinstance(kind, str) and kind:
+            kinds[row["id"]] = kind
+    return kinds
 
 
 def benchmark_data(evaluator: str, benchmark: str, data: str | Path | None,

@@ -29,9 +29,14 @@ def _settings(pairs: tuple[str, ...], world: str | None) -> dict[str, Any]:
 
 
 def _table(result: EvalResult) -> str:
-    """benchmark, metric, value, n: one row per metric, n on the headline row."""
+    """benchmark, metric, value, n: one row per metric, n on the headline row, then the headline
+    metric per question kind where the benchmark has kinds."""
     rows = [(result.benchmark, name, f"{value:.4f}", str(result.n) if name == result.primary else "")
             for name, value in result.metrics.items()]
+    for kind, group in (result.details or {}).get("by_kind", {}).items():
+        if result.primary in group:
+            rows.append((result.benchmark, f"{result.primary} [{kind}]", f"{group[result.primary]:.4f}",
+                         str(group["n"])))
     header = ("benchmark", "metric", "value", "n")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()

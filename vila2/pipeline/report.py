@@ -68,6 +68,11 @@ def _score(run_dir: Path, rel: str) -> dict[str, Any]:
         cell["image_dependence"] = {
             k: float(metrics[k]) for k in (shuffled, *LOSS_METRICS) if k in metrics
         }
+    by_kind = (result.get("details") or {}).get("by_kind") or {}
+    kinds = {kind: {"n": int(group["n"]), "score": float(group[result["primary"]])}
+             for kind, group in by_kind.items() if result["primary"] in group}
+    if kinds:
+        cell["by_kind"] = kinds
     return cell
 
 
@@ -370,6 +375,26 @@ def image_dependence_table(results: Mapping[str, Any]) -> str:
     return _plain_table(head, rows, 2)
 
 
+def kind_tables(results: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(benchmark title, table)`` for each benchmark whose results hold more than one question
+    kind: one row per model, the primary metric per kind."""
+    out = []
+    for benchmark in results["benchmarks"]:
+        cells = [(row["name"], row["scores"][benchmark]) for row in results["rows"]
+                 if benchmark in row["scores"] and row["scores"][benchmark].get("by_kind")]
+        kinds: dict[str, int] = {}
+        for _, cell in cells:
+            for kind, group in cell["by_kind"].items():
+                kinds.setdefault(kind, group["n"])
+        if len(kinds) < 2:
+            continue
+        head = ["model", *(f"{kind} (n={n})" for kind, n in kinds.items())]
+        rows = [[name, *(_pct(cell["by_kind"][k]["score"]) if k in cell["by_kind"] else "–" for k in kinds)]
+                for name, cell in cells]
+        out.append((f"{benchmark} ({cells[0][1]['metric']})", _plain_table(head, rows, 1)))
+    return out
+
+
 def _round_rows(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [r for r in results["rows"] if r["kind"] == "round"]
 
@@ -470,6 +495,15 @@ def render_markdown(results: Mapping[str, Any], plots: Sequence[str], gallery: s
             "reference answer's mean token loss with shuffled images minus with the right ones).", "",
             table, "",
         ]
+    tables = kind_tables(results)
+    if tables:
+        parts += [
+            "## By question kind", "",
+            "Each benchmark's score per kind of question (the *n* in each column heading): which "
+            "questions a gain comes from.", "",
+        ]
+        for title, table in tables:
+            parts += [f"**{title}**", "", table, ""]
     if gallery:
         parts += [f"Gallery: [{gallery}]({gallery}): pretraining images with every caption layer, "
                   "object mentions marked right or wrong against the ground truth where there is one.", ""]
