@@ -36,6 +36,20 @@ def test_minimal_recipe_fills_defaults() -> None:
     assert "base_dir" not in recipe.normalised()
 
 
+def test_per_part_learning_rates_reach_training_and_leave_old_fingerprints_alone() -> None:
+    plain = parse_recipe(MINIMAL)
+    # unset, the later fields are not in what step fingerprints hash: older run folders resume
+    assert "projector_lr" not in plain.normalised()["training"]
+    assert "projector_lr" not in plain.normalised()["training"]["stages"][0]
+    raw = copy.deepcopy(MINIMAL)
+    raw["training"]["projector_lr"] = 5e-4
+    raw["training"]["stages"][0]["vision_lr"] = 1e-5
+    recipe = parse_recipe(raw)
+    assert recipe.normalised()["training"]["projector_lr"] == 5e-4
+    settings = recipe.training.train_settings(recipe.training.stages[0])
+    assert settings["projector_lr"] == 5e-4 and settings["vision_lr"] == 1e-5
+
+
 @pytest.mark.parametrize("name", ["demo", "demo-quick"])
 def test_packaged_recipes_are_valid(name: str) -> None:
     recipe = load_recipe(packaged_recipe(name))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -166,6 +165,10 @@ def test_preset_start_command_builds_a_short_starting_point(tmp_path: Path) -> N
     stamp = (out / "model.safetensors").stat().st_mtime_ns
     assert CliRunner().invoke(cli, ["preset", "start", "--out", str(out), "--short"]).exit_code == 0
     assert (out / "model.safetensors").stat().st_mtime_ns == stamp
+    assert "projector_lr" not in info["settings"]  # unset: a build from before the option still matches
+    # another projector learning rate is another starting point: the kept one is not reused
+    other = CliRunner().invoke(cli, ["preset", "start", "--out", str(out), "--short", "--projector-lr", "5e-4"])
+    assert other.exit_code != 0 and "built with other settings" in other.output
     assert info["disjoint_from"] == {"world_seed": 0, "size": "default"}
     # a folder holding something else is refused before any training, and kept
     kept = tmp_path / "mine"
@@ -188,7 +191,7 @@ def test_the_shipped_starting_point_looks_at_the_image() -> None:
     from vila2.training.start import START_WORLD_SEED, StartSettings, start_info
 
     info = start_info(PACKAGED / "world-start")
-    assert info["world_seed"] == START_WORLD_SEED and info["settings"] == dataclasses.asdict(StartSettings())
+    assert info["world_seed"] == START_WORLD_SEED and info["settings"] == StartSettings().record()
     assert info["tower_sha256"] == sha256_file(PACKAGED / "world-tower" / "tower.safetensors")
     assert info["disjoint_from"] == {"world_seed": 0, "size": "default"}
     seen = info["image_dependence"]

@@ -204,6 +204,32 @@ def test_align_trains_only_the_projector(tiny_model: Path, tiny_world: Path, tmp
     assert changed == {"projector"}
 
 
+def test_projector_and_vision_take_their_own_learning_rates(tiny_model: Path, tmp_path: Path) -> None:
+    from vila2.models.checkpoint import load
+    from vila2.training.stages import part_of
+    from vila2.training.trainer import _optimizer
+
+    model, _ = load(tiny_model)
+    model.requires_grad_(True)
+    names = {id(p): part_of(n) for n, p in model.named_parameters()}
+
+    def rates(**values) -> dict[str, set[float]]:
+        config = TrainConfig.parse({"model": str(tiny_model), "out": str(tmp_path), "lr": 1e-3,
+                                    "mixture": [{"dataset": str(tmp_path), "layers": ["alt"]}], **values})
+        out: dict[str, set[float]] = {}
+        for group in _optimizer(model, config).param_groups:
+            for param in group["params"]:
+                out.setdefault(names[id(param)], set()).add(group["lr"])
+        return out
+
+    assert rates() == {"language": {1e-3}, "projector": {1e-3}, "vision": {1e-3}}
+    assert len(_optimizer(model, TrainConfig.parse({"model": "m", "out": "o", "mixture": [{"dataset": "d", "layers": ["alt"]}]})
+                          ).param_groups) == 2  # one rate: the layout of earlier checkpoints
+    assert rates(projector_lr=5e-3) == {"language": {1e-3}, "projector": {5e-3}, "vision": {1e-3}}
+    assert rates(projector_lr=5e-3, vision_lr=1e-4) == {"language": {1e-3}, "projector": {5e-3},
+                                                        "vision": {1e-4}}
+
+
 def test_resume_continues_the_same_run(tiny_model: Path, tiny_world: Path, tmp_path: Path) -> None:
     import torch
 

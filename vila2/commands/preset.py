@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -121,8 +122,10 @@ def build_tower(out: Path, short: bool) -> None:
 @click.option("--tower", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Pretrained tower folder (default: the shipped world-tower).")
 @click.option("--short", is_flag=True, help="A seconds-long starting point (tests), not the shipped one.")
+@click.option("--projector-lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="The projector's own learning rate (default: the decoder's).")
 @plugin_option
-def build_start_command(out: Path, tower: Path | None, short: bool) -> None:
+def build_start_command(out: Path, tower: Path | None, short: bool, projector_lr: float | None) -> None:
     """Build the demo's starting point: llava-tiny on the pretrained tower, its decoder and
     projector trained on the SFT set of a world of its own.
 
@@ -137,8 +140,9 @@ def build_start_command(out: Path, tower: Path | None, short: bool) -> None:
     from vila2.training.start import StartSettings, build_start, start_info
 
     torch.set_num_threads(1)
+    settings = replace(StartSettings.short() if short else StartSettings(), projector_lr=projector_lr)
     try:
-        folder = build_start(out, tower or PACKAGED / "world-tower", StartSettings.short() if short else StartSettings())
+        folder = build_start(out, tower or PACKAGED / "world-tower", settings)
     except ValueError as exc:  # no tower there, or a starting point built with other settings
         raise click.ClickException(str(exc)) from None
     seen = start_info(folder)["image_dependence"]

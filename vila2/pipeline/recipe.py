@@ -131,6 +131,8 @@ class Hyper(_Strict):
     epochs: float | None = Field(None, gt=0)
     batch_size: int | None = Field(None, ge=1)
     lr: float | None = Field(None, gt=0)
+    projector_lr: float | None = Field(None, gt=0, description="the projector's own learning rate")
+    vision_lr: float | None = Field(None, gt=0, description="the vision tower's own learning rate")
     warmup_ratio: float | None = Field(None, ge=0, le=1)
     weight_decay: float | None = Field(None, ge=0)
     grad_accum: int | None = Field(None, ge=1)
@@ -272,8 +274,24 @@ class Recipe(_Strict):
         return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
 
     def normalised(self) -> dict[str, Any]:
-        """The recipe as plain data with every default filled in (what step fingerprints hash)."""
-        return self.model_dump(mode="json")
+        """The recipe as plain data with every default filled in (what step fingerprints hash).
+
+        Fields added after a run folder was made are left out while unset, so that folder's
+        steps keep their fingerprints and it still resumes."""
+        return _without_unset_later_fields(self.model_dump(mode="json"))
+
+
+#: recipe fields added after run folders existed: left out of the fingerprints while unset
+LATER_FIELDS = frozenset({"projector_lr", "vision_lr"})
+
+
+def _without_unset_later_fields(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_unset_later_fields(v) for k, v in value.items()
+                if not (k in LATER_FIELDS and v is None)}
+    if isinstance(value, list):
+        return [_without_unset_later_fields(v) for v in value]
+    return value
 
 
 _TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none"}

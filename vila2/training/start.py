@@ -47,10 +47,18 @@ class StartSettings:
     max_length: int = 256
     seed: int = 0
     check_questions: int = 500
+    # the projector's own learning rate (None: ``lr``); benchmarks/RESULTS.md, "Where the
+    # specialists' gains come from"
+    projector_lr: float | None = None
 
     @classmethod
     def short(cls) -> StartSettings:
         return cls(world_size="tiny", steps=4, batch_size=4, max_length=160, check_questions=8)
+
+    def record(self) -> dict[str, Any]:
+        """The settings as ``start.json`` records them; a field added later is left out while
+        unset, so a starting point built before it still matches its settings."""
+        return {k: v for k, v in asdict(self).items() if not (k == "projector_lr" and v is None)}
 
 
 def check_start_disjoint(world_seed: int, size: str | int = "default") -> None:
@@ -89,7 +97,7 @@ def build_start(out: str | Path, tower: str | Path, settings: StartSettings | No
         raise ValueError(f"{tower} holds no pretrained tower ({WEIGHTS} + {TOWER_INFO}); "
                          "build one with `vila2 preset tower --out DIR`")
     split = json.loads((tower / TOWER_INFO).read_text(encoding="utf-8")).get("split", {})
-    wanted = {"settings": asdict(settings), "world_seed": START_WORLD_SEED,
+    wanted = {"settings": settings.record(), "world_seed": START_WORLD_SEED,
               "tower_sha256": sha256_file(tower / WEIGHTS)}
     info_path = out / INFO
     if info_path.is_file():
@@ -110,7 +118,8 @@ def build_start(out: str | Path, tower: str | Path, settings: StartSettings | No
         trained = train({
             "model": str(base), "out": str(Path(tmp) / "start"), "stage": "sft", "max_steps": settings.steps,
             "mixture": [{"dataset": str(world / "sft"), "layers": ["described"], "template": "conversation"}],
-            "batch_size": settings.batch_size, "lr": settings.lr, "warmup_ratio": settings.warmup_ratio,
+            "batch_size": settings.batch_size, "lr": settings.lr, "projector_lr": settings.projector_lr,
+            "warmup_ratio": settings.warmup_ratio,
             "max_length": settings.max_length, "seed": settings.seed, "train_vision": False, "save_every": 0,
         })
         check = evaluate_conversations(str(trained), world / "bench" / "vqa", vqa_score, benchmark="vqa",

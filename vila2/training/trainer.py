@@ -47,6 +47,10 @@ class TrainConfig(BaseModel):
     epochs: float = Field(default=1.0, gt=0)
     max_steps: int | None = Field(default=None, ge=1)
     lr: float = Field(default=1e-3, gt=0)
+    # learning rates of their own for the projector and the vision tower (None: ``lr``), as
+    # LLaVA's and VILA's trainers allow (``mm_projector_lr``, ``vision_tower_lr``)
+    projector_lr: float | None = Field(default=None, gt=0)
+    vision_lr: float | None = Field(default=None, gt=0)
     batch_size: int = Field(default=16, ge=1)
     grad_accum: int = Field(default=1, ge=1)
     warmup_ratio: float = Field(default=0.03, ge=0, le=1)
@@ -141,14 +145,24 @@ def cosine_schedule(optimizer: Any, warmup: int, total: int) -> Any:
 def _optimizer(model: Any, config: TrainConfig) -> Any:
     import torch
 
+    from vila2.training.stages import part_of
+
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not params:
         raise TrainError(f"stage {config.stage!r} leaves no trainable parameter in {config.model}")
-    # no weight decay on biases and norm weights (1-D), as usual for transformers
-    groups = [
-        {"params": [p for _, p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
-        {"params": [p for _, p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
+    rates = {"language": config.lr, "projector": config.projector_lr or config.lr,
+             "vision": config.vision_lr or config.lr}
+    # no weight decay on biases and norm weights (1-D), as usual for transformers; a group per
+    # part only where the rates differ, so a run with one rate keeps the optimizer state layout
+    # its checkpoints were written with. LoRA adapters take the rate of the part they adapt.
+    parts = {"all": config.lr} if len(set(rates.values())) == 1 else rates
+    groups = []
+    for part, lr in parts.items():
+        mine = [p for n, p in params if part in ("all", part_of(n))]
+        groups += [
+            {"params": [p for p in mine if p.dim() >= 2], "weight_decay": config.weight_decay, "lr": lr},
+            {"params": [p for p in mine if p.dim() < 2], "weight_decay": 0.0, "lr": lr},
+        ]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
 
 
