@@ -175,6 +175,10 @@ def test_every_number_comes_from_an_evaluation_file(quick_demo: tuple[Path, str]
             for key, value in dependence.items():
                 assert recorded[key] == value, key
                 sources.update({_printed(value), f"{100 * value:+.1f}", f"{value:.3f}", f"{value:+.3f}"})
+            by_kind = json.loads((out / cell["file"]).read_text()).get("details", {}).get("by_kind", {})
+            for kind, group in (cell.get("by_kind") or {}).items():  # the per-kind tables
+                assert by_kind[kind][cell["metric"]] == group["score"] and by_kind[kind]["n"] == group["n"], kind
+                sources.add(_printed(group["score"]))
             shuffled = dependence.get(f"{cell['metric']}_shuffled")
             if shuffled is not None:
                 sources.add(f"{100 * (cell['score'] - shuffled):+.1f}")
