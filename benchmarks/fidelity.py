@@ -90,7 +90,9 @@ def table(runs: list[dict[str, Any]]) -> str:
     """Markdown: scores, gains and caption quality over the seeds' runs."""
     benchmarks: list[str] = []
     names: list[str] = []
-    for run in runs:
+    # the run with the most rows first: a round only some seeds reached keeps its place among
+    # the rounds, not after the final model
+    for run in sorted(runs, key=lambda r: -len(r["results"]["rows"])):
         for b in run["results"]["benchmarks"]:
             if b not in benchmarks:
                 benchmarks.append(b)

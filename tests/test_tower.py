@@ -165,9 +165,9 @@ def test_preset_start_command_builds_a_short_starting_point(tmp_path: Path) -> N
     stamp = (out / "model.safetensors").stat().st_mtime_ns
     assert CliRunner().invoke(cli, ["preset", "start", "--out", str(out), "--short"]).exit_code == 0
     assert (out / "model.safetensors").stat().st_mtime_ns == stamp
-    assert "projector_lr" not in info["settings"]  # unset: a build from before the option still matches
+    assert info["settings"]["projector_lr"] == 5e-4  # the projector's own rate, recorded
     # another projector learning rate is another starting point: the kept one is not reused
-    other = CliRunner().invoke(cli, ["preset", "start", "--out", str(out), "--short", "--projector-lr", "5e-4"])
+    other = CliRunner().invoke(cli, ["preset", "start", "--out", str(out), "--short", "--projector-lr", "2e-3"])
     assert other.exit_code != 0 and "built with other settings" in other.output
     assert info["disjoint_from"] == {"world_seed": 0, "size": "default"}
     # a folder holding something else is refused before any training, and kept

@@ -123,7 +123,7 @@ def build_tower(out: Path, short: bool) -> None:
               help="Pretrained tower folder (default: the shipped world-tower).")
 @click.option("--short", is_flag=True, help="A seconds-long starting point (tests), not the shipped one.")
 @click.option("--projector-lr", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="The projector's own learning rate (default: the decoder's).")
+              help="The projector's own learning rate (default: 5e-4, the shipped starting point's).")
 @plugin_option
 def build_start_command(out: Path, tower: Path | None, short: bool, projector_lr: float | None) -> None:
     """Build the demo's starting point: llava-tiny on the pretrained tower, its decoder and
@@ -131,7 +131,7 @@ def build_start_command(out: Path, tower: Path | None, short: bool, projector_lr
 
     This is the command that built the starting point shipped as `vila2/recipes/world-start`
     (a recipe names it with `model: {checkpoint: world-start}`); rerun it to rebuild it (about
-    4 minutes on one free core). It never sees a scene of another world: no pretraining image,
+    5 minutes on one free core). It never sees a scene of another world: no pretraining image,
     SFT or domain image or benchmark of the worlds recipes run on.
     """
     import torch
@@ -140,7 +140,9 @@ def build_start_command(out: Path, tower: Path | None, short: bool, projector_lr
     from vila2.training.start import StartSettings, build_start, start_info
 
     torch.set_num_threads(1)
-    settings = replace(StartSettings.short() if short else StartSettings(), projector_lr=projector_lr)
+    settings = StartSettings.short() if short else StartSettings()
+    if projector_lr is not None:
+        settings = replace(settings, projector_lr=projector_lr)
     try:
         folder = build_start(out, tower or PACKAGED / "world-tower", settings)
     except ValueError as exc:  # no tower there, or a starting point built with other settings
