@@ -7,8 +7,8 @@ recipe uses?
 Each seed is a full ``vila2 run`` of the recipe with ``data.world.seed`` replaced (one run
 folder per seed under ``--out``; rerunning resumes them). The table has, for every model row
 and benchmark, the mean ± sample standard deviation of its score over the seeds, the round-1
-gains with how many seeds' 95% intervals exclude 0, and the quality of each caption layer the
-models were trained on. ``--write-docs`` puts the table into docs/DEMO.md between the
+gains with how many seeds' 95% intervals exclude 0, each benchmark's scores by question kind,
+and the quality of each caption layer the models were trained on. ``--write-docs`` puts the table into docs/DEMO.md between the
 ``fidelity`` markers.
 """
 
@@ -87,7 +87,7 @@ def run_seconds(run_dir: Path) -> float:
 
 
 def table(runs: list[dict[str, Any]]) -> str:
-    """Markdown: scores, gains and caption quality over the seeds' runs."""
+    """Markdown: scores, gains, scores by question kind and caption quality over the seeds' runs."""
     benchmarks: list[str] = []
     names: list[str] = []
     # the run with the most rows first: a round only some seeds reached keeps its place among
@@ -132,6 +132,25 @@ def table(runs: list[dict[str, Any]]) -> str:
             down = sum(g["high"] < 0 for g in gains)
             cells.append(f"{_mean_sd([g['diff'] for g in gains])} ({up}↑ {down}↓ of {len(gains)})")
         lines.append(f"| {name} | {', '.join(vs)} | " + " | ".join(cells) + " |")
+
+    for b in benchmarks:  # which questions a score comes from, where a benchmark has kinds
+        kinds: list[str] = []
+        for name in names:
+            for r in rows_named(name):
+                for kind in (r.get("scores", {}).get(b) or {}).get("by_kind", {}):
+                    if kind not in kinds:
+                        kinds.append(kind)
+        if len(kinds) < 2:
+            continue
+        lines += ["", f"{b} by question kind:", "", "| model | " + " | ".join(kinds) + " |",
+                  "|---|" + "---:|" * len(kinds)]
+        for name in names:
+            cells = [r["scores"][b] for r in rows_named(name) if b in r.get("scores", {})]
+            if not cells:
+                continue
+            lines.append(f"| {name} | " + " | ".join(
+                _mean_sd([c["by_kind"][k]["score"] for c in cells if k in c.get("by_kind", {})], of=len(runs))
+                for k in kinds) + " |")
 
     lines += ["", "Caption layers the models were trained on, against the world's ground truth:", "",
               "| model | layer | object recall | wrong mentions | distinct | words |", "|---|---|---:|---:|---:|---:|"]

@@ -250,6 +250,9 @@ def test_fidelity_summarises_runs_over_seeds(quick_demo: tuple[Path, str], tmp_p
     vqa = results["rows"][0]["scores"]["vqa"]["score"]
     assert f"{100 * vqa:.1f} ± 0.0" in text  # the same run twice: sd 0
     assert "of 2)" in text and "seeds 101, 202" in text
+    kinds = results["rows"][0]["scores"]["vqa"]["by_kind"]  # the per-kind table, one column a kind
+    assert "vqa by question kind:" in text
+    assert all(f"{100 * cell['score']:.1f} ± 0.0" in text for cell in kinds.values())
     docs = tmp_path / "DEMO.md"
     docs.write_text(f"before\n{fidelity.START}\nold\n{fidelity.END}\nafter\n")
     fidelity.write_docs(text, docs)
