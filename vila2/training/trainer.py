@@ -155,10 +155,13 @@ def _optimizer(model: Any, config: TrainConfig) -> Any:
     # no weight decay on biases and norm weights (1-D), as usual for transformers; a group per
     # part only where the rates differ, so a run with one rate keeps the optimizer state layout
     # its checkpoints were written with. LoRA adapters take the rate of the part they adapt.
-    parts = {"all": config.lr} if len(set(rates.values())) == 1 else rates
+    one_rate = len(set(rates.values())) == 1
+    by_part: dict[str, list[Any]] = {}
+    for name, param in params:
+        by_part.setdefault("language" if one_rate else part_of(name), []).append(param)
     groups = []
-    for part, lr in parts.items():
-        mine = [p for n, p in params if part in ("all", part_of(n))]
+    for part, lr in rates.items():  # a fixed order of groups, whatever order the parameters come in
+        mine = by_part.get(part, [])
         groups += [
             {"params": [p for p in mine if p.dim() >= 2], "weight_decay": config.weight_decay, "lr": lr},
             {"params": [p for p in mine if p.dim() < 2], "weight_decay": 0.0, "lr": lr},
