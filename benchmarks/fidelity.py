@@ -8,8 +8,8 @@ Each seed is a full ``vila2 run`` of the recipe with ``data.world.seed`` replace
 folder per seed under ``--out``; rerunning resumes them). The table has, for every model row
 and benchmark, the mean ± sample standard deviation of its score over the seeds, the round-1
 gains with how many seeds' 95% intervals exclude 0, each benchmark's scores by question kind,
-and the quality of each caption layer the models were trained on. ``--write-docs`` puts the table into docs/DEMO.md between the
-``fidelity`` markers.
+and the quality of each caption layer the models were trained on. ``--write-docs`` puts the
+table into docs/DEMO.md between the ``fidelity`` markers.
 """
 
 from __future__ import annotations
