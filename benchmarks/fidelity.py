@@ -72,12 +72,13 @@ def run_seed(out: Path, recipe: str, seed: int, rerun_changed: bool = False) -> 
             "step_seconds": round(run_seconds(folder / "run"), 1), "results": results}
 
 
-def _mean_sd(values: list[float], scale: float = 100.0, of: int | None = None) -> str:
+def _mean_sd(values: list[float], scale: float = 100.0, of: int | None = None, digits: int = 1) -> str:
     """``mean ± sd``; ``(k of n)`` when only ``k`` of the ``of`` seeds have the cell."""
     if not values:
         return "–"
     mean = statistics.fmean(values) * scale
-    text = f"{mean:.1f}" if len(values) == 1 else f"{mean:.1f} ± {statistics.stdev(values) * scale:.1f}"
+    text = (f"{mean:.{digits}f}" if len(values) == 1
+            else f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}")
     return f"{text} ({len(values)} of {of})" if of and len(values) < of else text
 
 
@@ -152,16 +153,21 @@ def table(runs: list[dict[str, Any]]) -> str:
                 _mean_sd([c["by_kind"][k]["score"] for c in cells if k in c.get("by_kind", {})], of=len(runs))
                 for k in kinds) + " |")
 
-    lines += ["", "Caption layers the models were trained on, against the world's ground truth:", "",
-              "| model | layer | object recall | wrong mentions | distinct | words |", "|---|---|---:|---:|---:|---:|"]
+    lines += ["", "Caption layers the models were trained on, against the world's ground truth (*kept*: the "
+              "captions the filters kept; the other columns over the seeds that kept any):", "",
+              "| model | layer | kept | object recall | wrong mentions | distinct | words |",
+              "|---|---|---:|---:|---:|---:|---:|"]
     for name in names:
-        quality = [r["caption_quality"] for r in rows_named(name) if r.get("caption_quality")]
-        if not quality or "object_recall" not in quality[0]:
+        every = [r["caption_quality"] for r in rows_named(name) if r.get("caption_quality")]
+        if not every or "object_recall" not in every[0]:
             continue
+        quality = [q for q in every if q["captions"]]
         lines.append(
-            f"| {name} | `{quality[0]['layer']}` | {_mean_sd([q['object_recall'] for q in quality])} | "
-            f"{_mean_sd([q['wrong_mention_rate'] for q in quality])} | {_mean_sd([q['distinct'] for q in quality])} | "
-            f"{_mean_sd([q['mean_words'] for q in quality], scale=1.0)} |")
+            f"| {name} | `{every[0]['layer']}` | {_mean_sd([q['captions'] for q in every], scale=1.0, digits=0)} | "
+            f"{_mean_sd([q['object_recall'] for q in quality], of=len(every))} | "
+            f"{_mean_sd([q['wrong_mention_rate'] for q in quality], of=len(every))} | "
+            f"{_mean_sd([q['distinct'] for q in quality], of=len(every))} | "
+            f"{_mean_sd([q['mean_words'] for q in quality], scale=1.0, of=len(every))} |")
     stops = "; ".join(f"seed {r['seed']}: {(r['results'].get('stop') or {}).get('reason', 'every round ran')}"
                       for r in runs)
     lines += ["", f"Stop rule: {stops}. Time per run (the sum of its steps): "

@@ -157,6 +157,26 @@ def test_specialist_prompts_and_prompt_files(tmp_path, colour) -> None:
     assert {r["prompt"] for r in rows(ds, "ocr")} == {"Read the text in the image."}
 
 
+def test_a_specialist_check_rejects_answers_and_records_them(tmp_path, colour) -> None:
+    """``check_answer`` turns a specialist's unusable answers into rejected rows of its layer
+    (counted in the summary under the filter's name), after ``clean_answer`` rewrote them."""
+    def red(text: str) -> int:  # "A patch of colour (r, g, b)" -> r
+        return int(text.split("(")[1].split(",")[0])
+
+    spec = vila2.Specialist("patches", prepare_data=lambda source, world, out: out, prompts=("Describe.",),
+                            clean_answer=lambda text: text.rstrip("."),
+                            check_answer=lambda text: red(text) < 128)
+    ds = make_dataset(tmp_path / "ds", n=8, shard_size=8)
+    summary = caption_dataset(ds, model=None, layer="spec", captioner="colour", prompts=spec.prompts,
+                              filters=[spec.clean_filter()], progress=False)
+    got = rows(ds, "spec")
+    rejected = [r for r in got if not r["kept"]]
+    assert 0 < len(rejected) < len(got) and all(red(r["text"]) >= 128 for r in rejected)
+    assert all(not r["text"].endswith(".") for r in got)
+    assert summary.filtered == {"patches-clean": len(rejected)}
+    assert vila2.Specialist("plain", prepare_data=spec.prepare_data, prompts=spec.prompts).clean_filter() is None
+
+
 def test_failing_samples_are_skipped_and_named(tmp_path, colour) -> None:
     ds = make_dataset(tmp_path / "ds", n=12, shard_size=4, small={5}, broken={9})
     summary = caption_dataset(ds, model=None, layer="recap", captioner="colour", batch_size=2,

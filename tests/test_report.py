@@ -236,6 +236,20 @@ def test_quality_and_image_dependence_tables(tmp_path: Path) -> None:
     assert "report.html" not in text  # no caption layer of real images to show: no gallery
 
 
+def test_a_layer_whose_every_caption_was_rejected_says_so(tmp_path: Path) -> None:
+    rows = _rows(tmp_path)
+    stats = tmp_path / rows[2]["caption_stats"]
+    stats.write_text(json.dumps({"mean_words": 0.0, "kept": 0, "layer": "spec-spatial", "quality": {
+        "captions": 0, "distinct": 0.0, "mean_words": 0.0, "ground_truth": "world", "object_recall": 0.0,
+        "wrong_mention_rate": 0.0, "place_accuracy": 0.0, "placed_objects": 0}}))
+    results = collect(tmp_path, rows, name="t")
+    assert results["rows"][2]["caption_words"] is None
+    assert markdown_table(results).splitlines()[4] == "| + spatial specialist | – | – | – | 55.0 | – |"
+    assert quality_table(results).splitlines()[-1] == (
+        "| + spatial specialist | spatial specialist's answers (final model's QA turns) | `spec-spatial` | 0 "
+        "| none kept | none kept | none kept | none kept | none kept |")
+
+
 def test_scores_by_question_kind(tmp_path: Path) -> None:
     rows = _rows(tmp_path)
     for rel, where, closest in [("round1/eval/vqa/result.json", None, None),

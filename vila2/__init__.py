@@ -51,7 +51,7 @@ class DomainSpecialist:
     its :class:`Specialist` and (given ``score``) the :class:`Evaluator` of its own benchmark.
 
     * ``name``, ``description``, ``prepare_data``, ``prompts``, ``questions``, ``lora``,
-      ``clean_answer``: as on :class:`Specialist`.
+      ``clean_answer``, ``check_answer``: as on :class:`Specialist`.
     * ``score(prediction, reference, sample) -> {metric: value}``: scores one benchmark answer
       (see :func:`vila2.evaluate.evaluate_conversations`). With it, the kit registers an evaluator
       named ``name`` for the benchmark ``name``; ``primary`` is its headline metric,
@@ -84,6 +84,7 @@ class DomainSpecialist:
     questions: tuple[str, ...] = ()
     lora: Mapping[str, Any] = field(default_factory=dict)
     clean_answer: Callable[[str], str] | None = None
+    check_answer: Callable[[str], bool] | None = None
     score: ScoreFn | None = None
     primary: str | None = None
     max_new_tokens: int = 32
@@ -103,7 +104,7 @@ class DomainSpecialist:
             name=self.name, prepare_data=self.prepare_data, prompts=tuple(self.prompts),
             questions=tuple(self.questions), description=self.description, lora=dict(self.lora),
             evaluator=self.name if self.score is not None else self.evaluator,
-            clean_answer=self.clean_answer,
+            clean_answer=self.clean_answer, check_answer=self.check_answer,
         )
 
     def benchmark_evaluator(self) -> Evaluator | None:

@@ -100,6 +100,9 @@ class Specialist:
     * ``lora``: LoRA defaults (``r``, ``alpha``, ``dropout``, ``target_modules``...).
     * ``evaluator``: name of the benchmark that measures this domain, if any.
     * ``clean_answer``: optional post-processing of the specialist's recaption.
+    * ``check_answer``: optional test that a (cleaned) recaption is usable as training data, e.g.
+      every box well formed; an answer that fails is kept out of the final model's data and
+      recorded in its layer as rejected (``kept=False``), never silently dropped.
     """
 
     name: str
@@ -110,6 +113,7 @@ class Specialist:
     lora: Mapping[str, Any] = field(default_factory=dict)
     evaluator: str | None = None
     clean_answer: Callable[[str], str] | None = None
+    check_answer: Callable[[str], bool] | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
     plugin: str | None = None
 
@@ -118,9 +122,14 @@ class Specialist:
             raise ComponentError(f"specialist {self.name!r} needs at least one prompt")
 
     def clean_filter(self) -> Filter | None:
-        """``clean_answer`` as the filter of the specialist's caption layer (``<name>-clean``),
-        or ``None`` without one; built the same way in every process that captions."""
-        return None if self.clean_answer is None else Filter(f"{self.name}-clean", clean=self.clean_answer)
+        """``clean_answer`` and ``check_answer`` as the filter of the specialist's caption layer
+        (``<name>-clean``), or ``None`` without either; built the same way in every process that
+        captions."""
+        if self.clean_answer is None and self.check_answer is None:
+            return None
+        check = self.check_answer
+        return Filter(f"{self.name}-clean", clean=self.clean_answer,
+                      check=None if check is None else lambda _sample, text: check(text))
 
 
 @dataclass(frozen=True)

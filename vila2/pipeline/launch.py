@@ -61,8 +61,8 @@ def specialist_clean_filter(host: Any, name: str) -> Any:
     found = host.specialists().get(name)
     cleaned = None if found is None else found.clean_filter()
     if cleaned is None:
-        raise PipelineError(f"specialist {name!r} is not installed here or has no clean_answer to filter "
-                            "its captions with (processes started by a step load installed plugins and "
+        raise PipelineError(f"specialist {name!r} is not installed here or has no clean_answer or check_answer to "
+                            "filter its captions with (processes started by a step load installed plugins and "
                             "the run's plugin files)")
     return cleaned
 

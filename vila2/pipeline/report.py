@@ -231,7 +231,9 @@ def collect(root: str | Path, rows: Sequence[Mapping[str, Any]], **extra: Any) -
         out["hallucination"] = halluc[0] if halluc else None
         if row.get("caption_stats"):
             stats = _read(root, row["caption_stats"])
-            out["caption_words"] = {"value": float(stats["mean_words"]), "file": row["caption_stats"]}
+            # a layer whose every caption was rejected has no length to report
+            out["caption_words"] = ({"value": float(stats["mean_words"]), "file": row["caption_stats"]}
+                                    if stats.get("kept", 1) else None)
             out["caption_quality"] = _quality(root, row["caption_stats"])
         else:
             out["caption_words"] = None
@@ -337,6 +339,9 @@ def quality_table(results: Mapping[str, Any]) -> str:
         if not q:
             continue
         truth = q.get("ground_truth") == "world"
+        if not q["captions"]:  # every caption rejected: nothing to measure, nothing trained on
+            rows.append([row["name"], _trained_on(row), f"`{q.get('layer')}`", "0", *["none kept"] * 5])
+            continue
         rows.append([
             row["name"], _trained_on(row), f"`{q.get('layer')}`", str(q["captions"]), _pct(q["distinct"]),
             f"{q['mean_words']:.1f}",
@@ -478,7 +483,9 @@ def render_markdown(results: Mapping[str, Any], plots: Sequence[str], gallery: s
     if table:
         parts += [
             "## Caption quality per layer", "",
-            "The captions each model was trained on. *Distinct*: share of different texts; *words*: "
+            "The captions each model was trained on: *captions* counts those the filters kept (a "
+            "specialist's answers it rejects, such as malformed boxes, are recorded in its layer and "
+            "not trained on). *Distinct*: share of different texts; *words*: "
             "mean length; against the world's ground-truth scenes, *object recall*: mean share of an "
             "image's objects named with their colour and shape, *wrong mentions*: share of object "
             "mentions that name no object in the image, and *places right*: share of the objects "

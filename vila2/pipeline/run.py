@@ -437,6 +437,10 @@ class Run:
                     executor_settings=dict(sa.executor_settings if executor_settings is None else executor_settings))
             from vila2.world.quality import layer_quality
 
+            if summary.filtered:
+                rejected = ", ".join(f"{name} {n}" for name, n in sorted(summary.filtered.items()))
+                self.log(f"         {layer}: kept {summary.kept} of {summary.captioned} captions "
+                         f"(rejected by {rejected}; recorded in the layer)")
             texts = Dataset.open(src.pretrain).layer(layer).texts()
             # measured after the layer is written, and only into the statistics file: nothing
             # here reaches training (the ground truth is read for the report alone)
@@ -581,8 +585,9 @@ class Run:
             f"specialists.{spec.name}.caption", src, model, layer, captioner="self",
             prompts=list(spec.prompts), round=None, batch_size=cfg.batch_size,
             max_new_tokens=cfg.max_new_tokens, settings={},
-            # the specialist's own clean-up (e.g. canonical boxes) runs as a filter of its layer
-            filters=[], specialist=spec.name if spec.clean_answer else None,
+            # the specialist's own clean-up and check (e.g. canonical, well-formed boxes) run as a
+            # filter of its layer
+            filters=[], specialist=spec.name if spec.clean_filter() else None,
             after=[f"specialists.{spec.name}.finetune"],
         )
         return layer, stats

@@ -8,10 +8,12 @@ from hypothesis import strategies as st
 from vila2_grounding_specialist.boxes import (
     BoxError,
     canonicalise,
+    clean_answer,
     format_box,
     iou,
     parse_box,
     to_grid,
+    well_formed,
 )
 
 BOX = (120, 340, 560, 780)
@@ -52,6 +54,25 @@ def test_canonicalise_rewrites_bracketed_boxes_only() -> None:
     text = "a red circle at ( 0.5 , 0.5, 1.0,1.0 ) left of 2 squares [10 20 30 40]"
     assert canonicalise(text) == "a red circle at [500,500,999,999] left of 2 squares [10,20,30,40]"
     assert canonicalise("page 1 2 3 4") == "page 1 2 3 4"
+
+
+def test_an_answer_cut_off_inside_a_box_keeps_its_finished_sentences() -> None:
+    cut = "A large orange square (0.2, 0.1, 0.4, 0.3). A small green triangle [131,9,9"
+    assert clean_answer(cut) == "A large orange square [200,100,400,300]."
+    assert clean_answer("A small green triangle [131,9,9") == ""
+    assert clean_answer("A red circle [1,2,3,4]. Done") == "A red circle [1,2,3,4]. Done"
+
+
+@pytest.mark.parametrize(("text", "usable"), [
+    ("A red circle [100,200,300,400]. The word \"cat\" [10,20,30,40].", True),
+    ("A red circle [100,200,300,400]. A blue cross [2,8,736,849,819].", False),  # five numbers
+    ("A red circle [9,9,236,9].", False),  # no area
+    ("A red circle [100,200,300,400]. A blue cross [131,9,9,8", False),  # cut off
+    ("A red circle at the top left.", False),  # no box at all
+    ("", False),
+])
+def test_well_formed_answers_only_are_training_data(text: str, usable: bool) -> None:
+    assert well_formed(text) is usable
 
 
 def test_iou() -> None:

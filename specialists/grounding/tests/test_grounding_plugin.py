@@ -21,6 +21,13 @@ def test_the_specialist_package_contract(tiny_world: Path, tmp_path: Path) -> No
     # its recaptions come out with canonical boxes
     clean = plugin.KIT.specialist().clean_answer
     assert clean is not None and clean("A red circle ( 0.1, 0.2 ,0.3,0.4 ).") == "A red circle [100,200,300,400]."
+    # an answer whose boxes are malformed is recorded as rejected, not trained on
+    layer_filter = plugin.KIT.specialist().clean_filter()
+    assert layer_filter is not None and layer_filter.name == "grounding-clean"
+    sample = {"id": "pretrain-000001"}
+    assert layer_filter.apply(sample, "A red circle ( 0.1, 0.2 ,0.3,0.4 ).") == (
+        "A red circle [100,200,300,400].", 1.0, True)
+    assert layer_filter.apply(sample, "A red circle [2,8,736,849,819].")[2] is False
 
 
 def test_training_data_defaults_to_the_world(tiny_world: Path, tmp_path: Path) -> None:

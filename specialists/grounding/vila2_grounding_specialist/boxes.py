@@ -80,3 +80,32 @@ def iou(a: Box, b: Box) -> float:
     inter = max(0, w) * max(0, h)
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+def clean_answer(text: str) -> str:
+    """A specialist's answer made ready to train on: boxes in the canonical form, and an answer
+    that generation cut off inside a box (``... A red circle [131,9,9``) cut back to its last
+    full sentence, so the boxes it did finish are kept."""
+    text = canonicalise(text)
+    opened = text.rfind("[")
+    if opened > text.rfind("]"):
+        text = text[: text.rfind(".", 0, opened) + 1].rstrip()
+    return text
+
+
+_CANONICAL = re.compile(r"\[(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})\]")
+
+
+def well_formed(text: str) -> bool:
+    """Whether ``text`` (already :func:`canonicalise`-d) is usable grounding data: it holds at
+    least one box, every box is four grid integers enclosing some area, and no bracket is left
+    that is not such a box (a cut-off ``[131,9,9,8`` or a five-number ``[2,8,736,849,819]``).
+
+    A small model writes such boxes while it learns the format; trained on, they would teach the
+    next model the same noise.
+    """
+    boxes = [tuple(int(v) for v in m.groups()) for m in _CANONICAL.finditer(text)]
+    if not boxes or any(x0 >= x1 or y0 >= y1 or max(x1, y1) > GRID for x0, y0, x1, y1 in boxes):
+        return False
+    rest = _CANONICAL.sub("", text)
+    return "[" not in rest and "]" not in rest
