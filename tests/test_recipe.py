@@ -50,6 +50,18 @@ def test_per_part_learning_rates_reach_training_and_leave_old_fingerprints_alone
     assert settings["projector_lr"] == 5e-4 and settings["vision_lr"] == 1e-5
 
 
+def test_loss_weighting_reaches_training_and_leaves_old_fingerprints_alone() -> None:
+    assert "loss_weighting" not in parse_recipe(MINIMAL).normalised()["training"]
+    raw = copy.deepcopy(MINIMAL)
+    raw["training"]["loss_weighting"] = "square"
+    recipe = parse_recipe(raw)
+    assert recipe.normalised()["training"]["loss_weighting"] == "square"
+    assert recipe.training.train_settings(recipe.training.stages[0])["loss_weighting"] == "square"
+    raw["training"]["loss_weighting"] = "mean"
+    with pytest.raises(RecipeError, match="loss_weighting"):
+        parse_recipe(raw)
+
+
 @pytest.mark.parametrize("name", ["demo", "demo-quick"])
 def test_packaged_recipes_are_valid(name: str) -> None:
     recipe = load_recipe(packaged_recipe(name))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -267,6 +268,40 @@ def test_finished_run_is_kept_and_other_settings_refused(tiny_model: Path, tiny_
     assert (out / "model.safetensors").stat().st_mtime_ns == stamp
     with pytest.raises(TrainError, match=r"other settings \(differing: lr\)"):
         train(config.model_copy(update={"lr": 1e-4}))
+
+
+def test_answer_loss_weights_tokens_conversations_or_their_square_roots() -> None:
+    import torch
+    from transformers.loss.loss_utils import ForCausalLMLoss
+
+    from vila2.training.trainer import answer_loss
+
+    torch.manual_seed(0)
+    logits, labels = torch.randn(3, 9, 11), torch.randint(0, 11, (3, 9))
+    labels[0, :7] = -100  # two answer tokens (each predicted from the token before)
+    labels[1, :2] = -100  # seven
+    labels[2, :] = -100   # none: a row with no answer adds nothing
+    answer = labels[:, 1:] != -100
+    total = [torch.nn.functional.cross_entropy(logits[i, :-1][answer[i]], labels[i, 1:][answer[i]],
+                                               reduction="sum") for i in (0, 1)]
+    assert answer.sum(dim=1).tolist() == [2, 7, 0]
+    assert torch.allclose(answer_loss(logits, labels, "token"), ForCausalLMLoss(logits, labels, 11))
+    assert torch.allclose(answer_loss(logits, labels, "sample"), (total[0] / 2 + total[1] / 7) / 2)
+    assert torch.allclose(answer_loss(logits, labels, "square"),
+                          (total[0] / 2 ** 0.5 + total[1] / 7 ** 0.5) / (2 ** 0.5 + 7 ** 0.5))
+
+
+def test_a_loss_weighting_trains_and_older_runs_keep_their_fingerprint(tiny_model: Path, tiny_world: Path,
+                                                                       tmp_path: Path) -> None:
+    config = _config(tiny_model, tmp_path / "run", tiny_world, max_steps=2, mixture=_alt(tiny_world),
+                     batch_size=4, max_length=64, loss_weighting="square")
+    out = train(config)
+    assert json.loads((out / "training" / "config.json").read_text())["loss_weighting"] == "square"
+    assert all(math.isfinite(loss) for loss in _losses(out))
+    # the default is left out of the fingerprint: a folder trained before the setting existed resumes
+    assert "loss_weighting" not in config.model_copy(update={"loss_weighting": "token"}).fingerprint()
+    with pytest.raises(TrainError, match=r"differing: loss_weighting\)"):
+        train(config.model_copy(update={"loss_weighting": "sample"}))
 
 
 def test_config_errors_name_the_key(tmp_path: Path) -> None:

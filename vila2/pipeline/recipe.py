@@ -133,6 +133,9 @@ class Hyper(_Strict):
     lr: float | None = Field(None, gt=0)
     projector_lr: float | None = Field(None, gt=0, description="the projector's own learning rate")
     vision_lr: float | None = Field(None, gt=0, description="the vision tower's own learning rate")
+    loss_weighting: Literal["token", "sample", "square"] | None = Field(
+        None, description="how answer tokens are averaged into the loss: per token (the default), "
+                          "per conversation, or 1/sqrt(tokens) per conversation")
     warmup_ratio: float | None = Field(None, ge=0, le=1)
     weight_decay: float | None = Field(None, ge=0)
     grad_accum: int | None = Field(None, ge=1)
@@ -282,7 +285,7 @@ class Recipe(_Strict):
 
 
 #: recipe fields added after run folders existed: left out of the fingerprints while unset
-LATER_FIELDS = frozenset({"projector_lr", "vision_lr"})
+LATER_FIELDS = frozenset({"projector_lr", "vision_lr", "loss_weighting"})
 
 
 def _without_unset_later_fields(value: Any) -> Any:

@@ -2,7 +2,11 @@
 
 ``train(TrainConfig(...))`` loads the start checkpoint, freezes what the stage keeps fixed,
 builds the mixture's conversations, and trains with AdamW, warm-up + cosine decay, gradient
-accumulation, mixed precision and length-grouped batches. The loss covers answer tokens only.
+accumulation, mixed precision and length-grouped batches. The loss covers answer tokens only,
+averaged over a batch's answer tokens (``loss_weighting="token"``, what ``model(...).loss``
+computes), over its conversations (``"sample"``), or with each conversation's tokens weighted by
+one over the square root of their number (``"square"``), the three averagings InternVL 2.5
+compares: with token averaging, one long caption outweighs a dozen short answers.
 The same call runs unchanged under ``accelerate launch``.
 
 The output folder is a model folder (or a PEFT adapter folder for LoRA) plus ``training/``:
@@ -32,6 +36,11 @@ from vila2.models.lora import LoraSettings
 
 # Settings that do not change what is learned: a rerun may change them freely.
 _COSMETIC = ("out", "log_every", "save_every", "num_workers")
+# Settings added after run folders existed, with the value those runs had: left out of the
+# fingerprint at that value, so such a folder still resumes.
+_LATER_DEFAULTS: dict[str, Any] = {"loss_weighting": "token"}
+
+LossWeighting = Literal["token", "sample", "square"]
 
 
 
@@ -56,6 +65,8 @@ class TrainConfig(BaseModel):
     warmup_ratio: float = Field(default=0.03, ge=0, le=1)
     weight_decay: float = Field(default=0.0, ge=0)
     max_grad_norm: float = Field(default=1.0, gt=0)
+    # how answer tokens are averaged into the loss (see the module docstring)
+    loss_weighting: LossWeighting = "token"
     seed: int = 0
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     group_by_length: bool = True
@@ -88,7 +99,8 @@ class TrainConfig(BaseModel):
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that decide the result (for resume checks)."""
-        return self.model_dump(mode="json", exclude=set(_COSMETIC))
+        values = self.model_dump(mode="json", exclude=set(_COSMETIC))
+        return {k: v for k, v in values.items() if not (k in _LATER_DEFAULTS and v == _LATER_DEFAULTS[k])}
 
 
 def _mixed_precision(choice: str) -> str:
@@ -120,13 +132,31 @@ def _check_previous(config: TrainConfig, run: Path) -> bool:
         return False
     previous = json.loads(recorded.read_text())
     current = config.fingerprint()
-    if previous != current:
-        keys = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+    # a key one side lacks reads as None: a field added later and left unset is no difference
+    keys = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+    if keys:
         raise TrainError(
             f"{config.out} holds a training run with other settings (differing: {', '.join(keys)}); "
             "use another output folder or delete this one"
         )
     return (run / "done.json").is_file()
+
+
+def answer_loss(logits: Any, labels: Any, weighting: LossWeighting) -> Any:
+    """Next-token cross-entropy over the answer tokens (``labels`` not -100), weighted per
+    conversation (one row of the batch) as ``weighting`` says: ``"token"`` gives every answer
+    token the same weight (as ``model(...).loss``), ``"sample"`` every conversation, ``"square"``
+    each token ``1 / sqrt(n)`` in a conversation of ``n`` answer tokens."""
+    import torch
+
+    targets = labels[:, 1:]
+    answer = targets != -100
+    per_token = torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().transpose(1, 2), targets, ignore_index=-100, reduction="none")
+    counts = answer.sum(dim=1, keepdim=True).clamp(min=1).float()
+    per_row = {"token": torch.ones_like(counts), "sample": 1 / counts, "square": counts.rsqrt()}[weighting]
+    weights = answer * per_row
+    return (per_token * weights).sum() / weights.sum().clamp(min=1e-12)
 
 
 def cosine_schedule(optimizer: Any, warmup: int, total: int) -> Any:
@@ -288,7 +318,12 @@ def train(config: TrainConfig | Mapping[str, Any], *,
         for batch in batches:
             with accelerator.accumulate(model):
                 # no KV cache while training: it would only cost memory
-                loss = model(**batch, use_cache=False).loss
+                if config.loss_weighting == "token":
+                    loss = model(**batch, use_cache=False).loss
+                else:
+                    inputs = {k: v for k, v in batch.items() if k != "labels"}
+                    loss = answer_loss(model(**inputs, use_cache=False).logits, batch["labels"],
+                                       config.loss_weighting)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
