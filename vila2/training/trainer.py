@@ -37,8 +37,8 @@ from vila2.models.lora import LoraSettings
 # Settings that do not change what is learned: a rerun may change them freely.
 _COSMETIC = ("out", "log_every", "save_every", "num_workers")
 # Settings added after run folders existed, with the value those runs had: left out of the
-# fingerprint at that value, so such a folder still resumes.
-_LATER_DEFAULTS: dict[str, Any] = {"loss_weighting": "token"}
+# fingerprint at that value, so such a folder still resumes (the recipe's LATER_FIELDS, here).
+_LATER_DEFAULTS: dict[str, Any] = {"projector_lr": None, "vision_lr": None, "loss_weighting": "token"}
 
 LossWeighting = Literal["token", "sample", "square"]
 
@@ -132,8 +132,9 @@ def _check_previous(config: TrainConfig, run: Path) -> bool:
         return False
     previous = json.loads(recorded.read_text())
     current = config.fingerprint()
-    # a key one side lacks reads as None: a field added later and left unset is no difference
-    keys = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+    # a key one side lacks is a later field at its default (``_LATER_DEFAULTS``): no difference
+    keys = sorted(k for k in set(previous) | set(current)
+                  if previous.get(k, _LATER_DEFAULTS.get(k)) != current.get(k, _LATER_DEFAULTS.get(k)))
     if keys:
         raise TrainError(
             f"{config.out} holds a training run with other settings (differing: {', '.join(keys)}); "
