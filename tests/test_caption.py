@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -175,6 +176,13 @@ def test_a_specialist_check_rejects_answers_and_records_them(tmp_path, colour) -
     assert all(not r["text"].endswith(".") for r in got)
     assert summary.filtered == {"patches-clean": len(rejected)}
     assert vila2.Specialist("plain", prepare_data=spec.prepare_data, prompts=spec.prompts).clean_filter() is None
+    # a check that fails names the filter, the specialist's plugin and the sample
+    broken = dataclasses.replace(spec, check_answer=lambda text: 1 / 0, plugin="patches-plugin")
+    failed = caption_dataset(ds, model=None, layer="broken", captioner="colour", prompts=spec.prompts,
+                             filters=[broken.clean_filter()], progress=False)
+    assert failed.errors == 8 and failed.kept == 0
+    assert failed.error_examples["img000"].startswith(
+        "filter 'patches-clean' (plugin 'patches-plugin') failed on sample 'img000': ZeroDivisionError")
 
 
 def test_failing_samples_are_skipped_and_named(tmp_path, colour) -> None:

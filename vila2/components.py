@@ -128,8 +128,9 @@ class Specialist:
         if self.clean_answer is None and self.check_answer is None:
             return None
         check = self.check_answer
+        # named after the specialist's plugin, so a clean-up or check that fails names it
         return Filter(f"{self.name}-clean", clean=self.clean_answer,
-                      check=None if check is None else lambda _sample, text: check(text))
+                      check=None if check is None else lambda _sample, text: check(text), plugin=self.plugin)
 
 
 @dataclass(frozen=True)
