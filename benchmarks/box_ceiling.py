@@ -21,7 +21,6 @@ specialist package (its ``iou``).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
 Box = tuple[float, float, float, float]
 
@@ -31,27 +30,30 @@ def square(cx: float, cy: float, side: float) -> Box:
     return cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2
 
 
+def rule_boxes(centre: tuple[float, float], cells: list[tuple[int, int]], side: float, unit: float) -> dict[str, Box | None]:
+    """Each rule's box for one object: its centre (0–999 units), the (row, column) cells labelled
+    with its colour and shape, its size class's mean side, and a cell's side in grid units."""
+    boxes: dict[str, Box | None] = {"centre cell + size": square(
+        (int(centre[0] / unit) + 0.5) * unit, (int(centre[1] / unit) + 0.5) * unit, side)}
+    if not cells:  # covered by another object wherever it lies: no cell to read it from
+        return {**boxes, "covered cells": None, "covered cells' middle + size": None}
+    rows, cols = [r for r, _ in cells], [c for _, c in cells]
+    extent = (min(cols) * unit, min(rows) * unit, (max(cols) + 1) * unit, (max(rows) + 1) * unit)
+    middle = square((extent[0] + extent[2]) / 2, (extent[1] + extent[3]) / 2, side)
+    return {**boxes, "covered cells": extent, "covered cells' middle + size": middle}
+
+
 def ceilings(images: int, world_seed: int, image_size: int = 64, patch_size: int = 8) -> dict[str, float]:
     """Share of objects (%) each rule boxes at IoU >= 0.5, and the number of objects."""
     # the grounding benchmark's own overlap measure (the vila2-grounding-specialist package)
     from vila2_grounding_specialist.boxes import iou
 
     from vila2.training.tower import cell_labels
-    from vila2.world.scene import _SIDE, COLORS, SHAPES, sample_scene, scene_seed
+    from vila2.world.scene import COLORS, SHAPES, SIDES, sample_scene, scene_seed
 
     side = image_size // patch_size
     unit = 1000 / side
-    rules: dict[str, Callable[..., Box | None]] = {
-        "centre cell + size": lambda obj, cells, mean: square(
-            (int(obj.center[0] / unit) + 0.5) * unit, (int(obj.center[1] / unit) + 0.5) * unit, mean),
-        "covered cells": lambda obj, cells, mean: None if not cells else (
-            min(c for _, c in cells) * unit, min(r for r, _ in cells) * unit,
-            (max(c for _, c in cells) + 1) * unit, (max(r for r, _ in cells) + 1) * unit),
-        "covered cells' middle + size": lambda obj, cells, mean: None if not cells else square(
-            (min(c for _, c in cells) + max(c for _, c in cells) + 1) * unit / 2,
-            (min(r for r, _ in cells) + max(r for r, _ in cells) + 1) * unit / 2, mean),
-    }
-    hits = dict.fromkeys(rules, 0)
+    hits: dict[str, int] = {}
     objects = 0
     for index in range(images):
         scene = sample_scene(scene_seed(world_seed, "bench", index))
@@ -61,10 +63,9 @@ def ceilings(images: int, world_seed: int, image_size: int = 64, patch_size: int
             colour, shape = COLORS.index(obj.color) + 1, SHAPES.index(obj.shape) + 1
             cells = [(j // side, j % side) for j in range(side * side)
                      if labels["color"][j] == colour and labels["shape"][j] == shape]
-            mean = sum(_SIDE[obj.size]) / 2
-            for name, rule in rules.items():
-                box = rule(obj, cells, mean)
-                hits[name] += box is not None and iou(box, obj.box) >= 0.5
+            mean_side = sum(SIDES[obj.size]) / 2
+            for name, box in rule_boxes(obj.center, cells, mean_side, unit).items():
+                hits[name] = hits.get(name, 0) + (box is not None and iou(box, obj.box) >= 0.5)
     return {**{name: 100 * n / objects for name, n in hits.items()}, "objects": objects}
 
 

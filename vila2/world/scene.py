@@ -25,7 +25,7 @@ WORDS = (
 NUMBER_WORDS = ("zero", "one", "two", "three", "four")
 
 # Side of an object's box, in 0–999 units, per size class (a range, so sizes vary within a class).
-_SIDE = {"small": (150, 210), "large": (280, 370)}
+SIDES = {"small": (150, 210), "large": (280, 370)}
 _WORD_HEIGHT = 190  # a rendered word's box height in 0–999 units (see render.font_size)
 _WORD_WIDTH_PER_CHAR = 110
 _MARGIN = 30  # empty space kept between boxes, so objects never touch
@@ -147,7 +147,7 @@ def sample_scene(seed: int, *, word_rate: float = 0.3) -> Scene:
     objects = []
     for color, shape in rng.sample([(c, s) for c in COLORS for s in SHAPES], count):
         size = rng.choice(SIZES)
-        side = rng.randint(*_SIDE[size])
+        side = rng.randint(*SIDES[size])
         box = _place(rng, side, side, taken)  # the first object always fits the empty canvas
         if box is not None:
             taken.append(box)
