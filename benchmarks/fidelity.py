@@ -1,15 +1,18 @@
 """The demo recipe on several world seeds: does what one run shows hold on worlds no test or
 recipe uses?
 
-    python benchmarks/fidelity.py --out /tmp/fidelity [--seeds 101 202 303] [--recipe demo]
-        [--parallel 1] [--write-docs]
+    python benchmarks/fidelity.py --out /tmp/fidelity [--seeds 101 202 303] [--train-seeds 0 1]
+        [--recipe demo] [--parallel 1] [--write-docs]
 
 Each seed is a full ``vila2 run`` of the recipe with ``data.world.seed`` replaced (one run
-folder per seed under ``--out``; rerunning resumes them). The table has, for every model row
-and benchmark, the mean ± sample standard deviation of its score over the seeds, the round-1
-gains with how many seeds' 95% intervals exclude 0, each benchmark's scores by question kind,
-and the quality of each caption layer the models were trained on. ``--write-docs`` puts the
-table into docs/DEMO.md between the ``fidelity`` markers.
+folder per seed under ``--out``; rerunning resumes them). ``--train-seeds`` runs every world
+once per training seed (the recipe's ``seed``: initialisation of what is trained, data order),
+so a gain can be read against the spread that training alone gives. The table has, for every
+model row and benchmark, the mean ± sample standard deviation of its score over the runs, the
+gains with how many runs' 95% intervals exclude 0, each benchmark's scores by question kind,
+and the quality of each caption layer the models were trained on; with several training seeds,
+also each gain's spread between training seeds of one world against its spread between worlds.
+``--write-docs`` puts the table into docs/DEMO.md between the ``fidelity`` markers.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ START, END = "<!-- fidelity:start -->", "<!-- fidelity:end -->"
 USED_SEEDS = frozenset({0, 1, 2, 3, 7})
 
 
-def recipe_for(recipe: str, seed: int) -> dict[str, Any]:
-    """The recipe (a packaged name or a YAML file) with its world seed replaced."""
+def recipe_for(recipe: str, seed: int, train_seed: int | None = None) -> dict[str, Any]:
+    """The recipe (a packaged name or a YAML file) with its world seed replaced, and its
+    training seed where ``train_seed`` is given."""
     import yaml
 
     from vila2.pipeline.recipe import PACKAGED
@@ -42,21 +46,32 @@ def recipe_for(recipe: str, seed: int) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["data"]["world"]["seed"] = seed
     data["name"] = f"{data['name']}-seed{seed}"
+    if train_seed is not None:
+        data["seed"] = train_seed
+        data["name"] += f"-train{train_seed}"
     return data
 
 
-def run_seed(out: Path, recipe: str, seed: int, rerun_changed: bool = False) -> dict[str, Any]:
-    """Run (or resume) the recipe on world ``seed``; return its results.json and wall time.
-    ``rerun_changed`` reruns the steps whose recipe parts changed since the run began."""
+def label(run: dict[str, Any]) -> str:
+    """``seed 101``, or ``seed 101/train 1`` for a run with a training seed of its own."""
+    return f"seed {run['seed']}" + (f"/train {run['train_seed']}" if run.get("train_seed") is not None else "")
+
+
+def run_seed(out: Path, recipe: str, seed: int, rerun_changed: bool = False,
+             train_seed: int | None = None) -> dict[str, Any]:
+    """Run (or resume) the recipe on world ``seed`` (with training seed ``train_seed``, where
+    given); return its results.json and wall time. ``rerun_changed`` reruns the steps whose
+    recipe parts changed since the run began."""
     import yaml
 
-    folder = out / f"seed-{seed}"
+    name = label({"seed": seed, "train_seed": train_seed})
+    folder = out / (f"seed-{seed}" if train_seed is None else f"seed-{seed}-train{train_seed}")
     folder.mkdir(parents=True, exist_ok=True)
     recipe_file = folder / "recipe.yaml"
-    recipe_file.write_text(yaml.safe_dump(recipe_for(recipe, seed), sort_keys=False), encoding="utf-8")
+    recipe_file.write_text(yaml.safe_dump(recipe_for(recipe, seed, train_seed), sort_keys=False), encoding="utf-8")
     started = time.perf_counter()
     log_file = folder / "log.txt"
-    print(f"seed {seed}: running, log {log_file}", flush=True)  # a run takes minutes
+    print(f"{name}: running, log {log_file}", flush=True)  # a run takes minutes
     with log_file.open("a", encoding="utf-8") as log:
         done = subprocess.run([sys.executable, "-m", "vila2", "run", str(recipe_file), "--out", str(folder / "run"),
                                *(["--rerun-changed"] if rerun_changed else [])],
@@ -64,11 +79,11 @@ def run_seed(out: Path, recipe: str, seed: int, rerun_changed: bool = False) -> 
                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if done.returncode != 0:
         tail = "\n".join(log_file.read_text(encoding="utf-8", errors="replace").splitlines()[-5:])
-        raise SystemExit(f"seed {seed}: vila2 run failed (exit {done.returncode}); rerunning resumes it. "
+        raise SystemExit(f"{name}: vila2 run failed (exit {done.returncode}); rerunning resumes it. "
                          f"The end of {log_file}:\n{tail}")
-    print(f"seed {seed}: done in {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"{name}: done in {time.perf_counter() - started:.0f} s", flush=True)
     results = json.loads((folder / "run" / "results.json").read_text(encoding="utf-8"))
-    return {"seed": seed, "seconds": round(time.perf_counter() - started, 1),
+    return {"seed": seed, "train_seed": train_seed, "seconds": round(time.perf_counter() - started, 1),
             "step_seconds": round(run_seconds(folder / "run"), 1), "results": results}
 
 
@@ -104,8 +119,12 @@ def table(runs: list[dict[str, Any]]) -> str:
     def rows_named(name: str) -> list[dict[str, Any]]:
         return [r for run in runs for r in run["results"]["rows"] if r["name"] == name]
 
-    seeds = ", ".join(str(r["seed"]) for r in runs)
-    lines = [f"Scores in percent, mean ± sd over world seeds {seeds} (one run each).", "",
+    worlds = list(dict.fromkeys(r["seed"] for r in runs))
+    trains = list(dict.fromkeys(r.get("train_seed") for r in runs))
+    over = (f"world seeds {', '.join(map(str, worlds))} (one run each)" if trains == [None] else
+            f"{len(runs)} runs: world seeds {', '.join(map(str, worlds))}, each with training seeds "
+            f"{', '.join(map(str, trains))}")
+    lines = [f"Scores in percent, mean ± sd over {over}.", "",
              "| model | " + " | ".join(benchmarks) + " | hallucination (chair_i) |",
              "|---|" + "---:|" * (len(benchmarks) + 1)]
     for name in names:
@@ -116,7 +135,7 @@ def table(runs: list[dict[str, Any]]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {_mean_sd(halls, of=len(runs))} |")
 
     lines += ["", "Gains against the row in *vs*: mean ± sd of the difference in points, and in how many "
-              "seeds the 95% paired-bootstrap interval lies above 0 / below 0.", "",
+              "runs the 95% paired-bootstrap interval lies above 0 / below 0.", "",
               "| model | vs | " + " | ".join(benchmarks) + " |", "|---|---|" + "---:|" * len(benchmarks)]
     for name in names:
         rows = [r for r in rows_named(name) if r.get("gains")]
@@ -133,6 +152,7 @@ def table(runs: list[dict[str, Any]]) -> str:
             down = sum(g["high"] < 0 for g in gains)
             cells.append(f"{_mean_sd([g['diff'] for g in gains])} ({up}↑ {down}↓ of {len(gains)})")
         lines.append(f"| {name} | {', '.join(vs)} | " + " | ".join(cells) + " |")
+    lines += noise_table(runs, names, benchmarks)
 
     for b in benchmarks:  # which questions a score comes from, where a benchmark has kinds
         kinds: list[str] = []
@@ -168,11 +188,43 @@ def table(runs: list[dict[str, Any]]) -> str:
             f"{_mean_sd([q['wrong_mention_rate'] for q in quality], of=len(every))} | "
             f"{_mean_sd([q['distinct'] for q in quality], of=len(every))} | "
             f"{_mean_sd([q['mean_words'] for q in quality], scale=1.0, of=len(every))} |")
-    stops = "; ".join(f"seed {r['seed']}: {(r['results'].get('stop') or {}).get('reason', 'every round ran')}"
+    stops = "; ".join(f"{label(r)}: {(r['results'].get('stop') or {}).get('reason', 'every round ran')}"
                       for r in runs)
     lines += ["", f"Stop rule: {stops}. Time per run (the sum of its steps): "
               + ", ".join(f"{r.get('step_seconds', r['seconds']):.0f} s" for r in runs) + "."]
     return "\n".join(lines)
+
+
+def noise_table(runs: list[dict[str, Any]], names: list[str], benchmarks: list[str]) -> list[str]:
+    """Markdown lines: each gain's spread between training seeds of one world (the sd within each
+    world, averaged over the worlds) against its spread between worlds (the sd of the worlds'
+    means); none unless some world ran with several training seeds."""
+    by_world: dict[int, list[dict[str, Any]]] = {}
+    for run in runs:
+        by_world.setdefault(run["seed"], []).append(run)
+    if not any(len(group) > 1 for group in by_world.values()):
+        return []
+    lines = ["", "Where a gain's spread comes from, in points: *training*, the sd between training seeds of "
+             "one world (mean over the worlds); *worlds*, the sd between the worlds' means.", "",
+             "| model | vs | " + " | ".join(benchmarks) + " |", "|---|---|" + "---:|" * len(benchmarks)]
+    for name in names:
+        cells, vs = [], set()
+        for b in benchmarks:
+            diffs = {world: [g["diff"] for run in group for row in run["results"]["rows"]
+                             if row["name"] == name and (g := (row.get("gains") or {}).get(b))]
+                     for world, group in by_world.items()}
+            vs |= {g["vs"] for run in runs for row in run["results"]["rows"]
+                   if row["name"] == name for g in (row.get("gains") or {}).values()}
+            within = [statistics.stdev(d) for d in diffs.values() if len(d) > 1]
+            means = [statistics.fmean(d) for d in diffs.values() if d]
+            if not within:
+                cells.append("–")
+                continue
+            between = f"{100 * statistics.stdev(means):.1f}" if len(means) > 1 else "–"
+            cells.append(f"training {100 * statistics.fmean(within):.1f}, worlds {between}")
+        if any(c != "–" for c in cells):
+            lines.append(f"| {name} | {', '.join(sorted(vs))} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_docs(text: str, docs: Path = DOCS) -> None:
@@ -189,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--seeds", type=int, nargs="+", default=[101, 202, 303])
+    parser.add_argument("--train-seeds", type=int, nargs="+",
+                        help="run every world once per training seed (the recipe's `seed`); default: the recipe's own")
     parser.add_argument("--recipe", default="demo", help="a packaged recipe name or a YAML file")
     parser.add_argument("--parallel", type=int, default=1, help="runs at once (each uses the recipe's threads)")
     parser.add_argument("--rerun-changed", action="store_true",
@@ -198,8 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     used = USED_SEEDS.intersection(args.seeds)
     if used:
         parser.error(f"world seeds {sorted(used)} are used by tests or recipes; choose others")
+    cells = [(world, train) for world in args.seeds for train in (args.train_seeds or [None])]
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-        runs = list(pool.map(lambda s: run_seed(args.out, args.recipe, s, args.rerun_changed), args.seeds))
+        runs = list(pool.map(lambda c: run_seed(args.out, args.recipe, c[0], args.rerun_changed, c[1]), cells))
     text = table(runs)
     (args.out / "fidelity.md").write_text(text + "\n", encoding="utf-8")
     print(text)

@@ -267,6 +267,35 @@ def test_fidelity_summarises_runs_over_seeds(quick_demo: tuple[Path, str], tmp_p
         fidelity.main(["--out", str(tmp_path), "--seeds", "0", "101"])
 
 
+def test_fidelity_with_training_seeds_splits_the_spread(quick_demo: tuple[Path, str]) -> None:
+    """With several training seeds per world, every run counts in the cells and each gain's
+    spread is split into the part training alone gives and the part the worlds give."""
+    import copy
+
+    fidelity = _fidelity()
+    out, _ = quick_demo
+    results = json.loads((out / "results.json").read_text())
+    gained = next(row for row in results["rows"] if row.get("gains"))
+    benchmark = next(iter(gained["gains"]))
+    runs = []
+    for world, shift in ((101, 0.0), (202, 0.04)):
+        for train, step in ((0, 0.0), (1, 0.02)):
+            copied = copy.deepcopy(results)
+            row = next(r for r in copied["rows"] if r["name"] == gained["name"])
+            row["gains"][benchmark]["diff"] += shift + step
+            runs.append({"seed": world, "train_seed": train, "seconds": 1.0, "results": copied})
+    text = fidelity.table(runs)
+    assert "over 4 runs: world seeds 101, 202, each with training seeds 0, 1" in text
+    assert "seed 202/train 1:" in text and "(4 of" not in text
+    noise = text.split("Where a gain's spread comes from", 1)[1].split("\n\n", 2)[1]
+    line = next(ln for ln in noise.splitlines() if ln.startswith(f"| {gained['name']} |"))
+    # within each world the two training seeds differ by 2 points (sd 1.4); the worlds' means by 4 (sd 2.8)
+    assert "training 1.4, worlds 2.8" in line
+    assert "Where a gain's spread" not in fidelity.table(runs[::2])  # one training seed per world
+    recipe = fidelity.recipe_for("demo", 101, 1)
+    assert (recipe["seed"], recipe["data"]["world"]["seed"], recipe["name"]) == (1, 101, "demo-seed101-train1")
+
+
 def test_a_failed_fidelity_run_names_its_seed_and_log(tmp_path: Path) -> None:
     import yaml
 
