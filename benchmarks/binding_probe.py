@@ -33,14 +33,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-GRID = 8  # cells per side of the 64-px image with 8-px patches
 SPLIT = "binding-probe"
 
 
-def _cells(box: tuple[int, int, int, int]) -> list[int]:
-    """The grid cells whose centre lies in ``box`` (0–999 units)."""
-    unit = 1000 / GRID
-    return [r * GRID + c for r in range(GRID) for c in range(GRID)
+def _grid(model: Any) -> int:
+    """Image tokens per side: the tower's image size over its patch size."""
+    vision = model.config.vision_config
+    return vision.image_size // vision.patch_size
+
+
+def _cells(box: tuple[int, int, int, int], grid: int) -> list[int]:
+    """The ``grid`` × ``grid`` cells whose centre lies in ``box`` (0–999 units)."""
+    unit = 1000 / grid
+    return [r * grid + c for r in range(grid) for c in range(grid)
             if box[0] <= (c + 0.5) * unit < box[2] and box[1] <= (r + 0.5) * unit < box[3]]
 
 
@@ -57,16 +62,18 @@ def region_probe(model: Any, processor: Any, world_seed: int, images: int = 1500
     from vila2.world.render import render
     from vila2.world.scene import region
 
+    grid = _grid(model)
     places: list[str] = []
 
     def data(part: str, n: int) -> tuple[Any, Any]:
         xs, ys = [], []
         for scene in _scenes(world_seed, part, n):
             pixels = processor.image_processor(images=[render(scene)], return_tensors="pt")["pixel_values"]
-            with torch.no_grad():
-                tokens = model.model.multi_modal_projector(model.model.vision_tower(pixels).last_hidden_state)[0]
+            with torch.no_grad():  # the image tokens exactly as the decoder receives them
+                tokens = model.model.get_image_features(pixel_values=pixels)
+                tokens = (tokens.pooler_output if hasattr(tokens, "pooler_output") else tokens)[0]
             for obj in scene.objects:
-                cells = _cells(obj.box)
+                cells = _cells(obj.box, grid)
                 if cells:
                     where = region(obj.box)
                     if where not in places:
@@ -98,28 +105,29 @@ def _messages(question: str, order: str, answer: str | None = None) -> list[dict
     return messages
 
 
-def attention_share(model_dir: Path, world_seed: int, questions: int = 150) -> dict[str, list[list[dict[str, float]]]]:
+def attention_share(model_dir: Path, world_seed: int, questions: int = 150) -> dict[str, Any]:
     """Per question kind, layer and head: mean attention share at the answer position on the image,
-    the asked object's cells and the other objects' cells, and the per-cell ratio of the two."""
+    the asked object's cells and the other objects' cells, and the per-cell ratio of the two,
+    over ``questions`` scenes holding two objects or more."""
     import torch
 
     from vila2.models.checkpoint import load
-    from vila2.world.conversations import _short
+    from vila2.world.conversations import SHORT
     from vila2.world.render import render
 
     model, processor = load(model_dir, attn_implementation="eager")
     model.eval()
-    image_token = model.config.image_token_index
+    image_token, grid = model.config.image_token_index, _grid(model)
     rng = random.Random(0)
     sums: dict[str, Any] = {}
-    for scene in _scenes(world_seed, "attention", questions):
-        if len(scene.objects) < 2:
-            continue
+    scenes = [s for s in _scenes(world_seed, "attention", 2 * questions) if len(s.objects) >= 2][:questions]
+    for scene in scenes:
         obj = rng.choice(scene.objects)
-        asked, others = _cells(obj.box), [c for o in scene.objects if o is not obj for c in _cells(o.box)]
+        asked = _cells(obj.box, grid)
+        others = [c for o in scene.objects if o is not obj for c in _cells(o.box, grid)]
         for kind, question in (("color", f"What color is the {obj.shape}?"),
                                ("where", f"Where is the {obj.name} in the image?")):
-            prompt = processor.apply_chat_template(_messages(_short(question), "before"), add_generation_prompt=True)
+            prompt = processor.apply_chat_template(_messages(f"{question}\n{SHORT}", "before"), add_generation_prompt=True)
             batch = processor(images=[render(scene)], text=[prompt], return_tensors="pt")
             with torch.no_grad():
                 attentions = model(**batch, output_attentions=True).attentions
@@ -131,12 +139,13 @@ def attention_share(model_dir: Path, world_seed: int, questions: int = 150) -> d
             total = sums.setdefault(kind, [torch.zeros_like(share), 0])
             total[0] += share
             total[1] += 1
-    return {kind: [[{"image": float(h[0] / n), "asked": float(h[1] / n), "others": float(h[2] / n),
+    shares = {kind: [[{"image": float(h[0] / n), "asked": float(h[1] / n), "others": float(h[2] / n),
                      # attention per cell on the asked object over that on the others (ratio of
                      # the means): 1 when the head does not tell the asked object from the others
                      "per_cell_ratio": float(h[3] / h[4].clamp(min=1e-12))} for h in layer]
                    for layer in total]
             for kind, (total, n) in sums.items()}
+    return {"scenes": len(scenes), **shares}
 
 
 def where_finetune(model_dir: Path, world_seed: int, order: str, steps: int, *, lr: float = 2e-3,
@@ -148,7 +157,7 @@ def where_finetune(model_dir: Path, world_seed: int, order: str, steps: int, *, 
     import torch.nn.functional as F
 
     from vila2.models.checkpoint import load
-    from vila2.world.conversations import _short
+    from vila2.world.conversations import SHORT
     from vila2.world.render import render
     from vila2.world.scene import region
 
@@ -177,7 +186,7 @@ def where_finetune(model_dir: Path, world_seed: int, order: str, steps: int, *, 
         out = []
         for scene in _scenes(world_seed, part, n):
             obj = rng.choice(scene.objects)
-            out.append((render(scene), _short(f"Where is the {obj.name} in the image?"), region(obj.box)))
+            out.append((render(scene), f"Where is the {obj.name} in the image?\n{SHORT}", region(obj.box)))
         return out
 
     train, test = questions("train", train_size), questions("test", test_size)
@@ -257,6 +266,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
     if args.captions:
+        if args.model is not None:
+            parser.error("give a MODEL or --captions DATASET LAYER, not both")
         listed = repeated_objects(Path(args.captions[0]), args.captions[1], args.world_seed)
         print(json.dumps(listed, indent=1))
         if args.out:
@@ -269,7 +280,7 @@ def main() -> None:
 
     from vila2.models.checkpoint import load
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # tiny layers: one thread is fastest, and leaves the other core alone
     model, processor = load(args.model)
     result: dict[str, Any] = {"model": str(args.model), "region_probe": region_probe(model, processor, args.world_seed)}
     print(f"region of an object from its cells' projected tokens (linear probe): {result['region_probe']:.1f} %")
@@ -277,6 +288,8 @@ def main() -> None:
     print("| question | layer | head | image | asked object | other objects | per cell, asked / other |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for kind, layers in result["attention"].items():
+        if kind == "scenes":
+            continue
         for li, heads in enumerate(layers):
             for hi, h in enumerate(heads):
                 print(f"| {kind} | {li} | {hi} | {h['image']:.2f} | {h['asked']:.2f} | {h['others']:.2f} "

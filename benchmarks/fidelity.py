@@ -88,7 +88,7 @@ def run_seed(out: Path, recipe: str, seed: int, rerun_changed: bool = False,
 
 
 def _mean_sd(values: list[float], scale: float = 100.0, of: int | None = None, digits: int = 1) -> str:
-    """``mean ± sd``; ``(k of n)`` when only ``k`` of the ``of`` seeds have the cell."""
+    """``mean ± sd``; ``(k of n)`` when only ``k`` of the ``of`` runs have the cell."""
     if not values:
         return "–"
     mean = statistics.fmean(values) * scale
@@ -121,9 +121,13 @@ def table(runs: list[dict[str, Any]]) -> str:
 
     worlds = list(dict.fromkeys(r["seed"] for r in runs))
     trains = list(dict.fromkeys(r.get("train_seed") for r in runs))
-    over = (f"world seeds {', '.join(map(str, worlds))} (one run each)" if trains == [None] else
-            f"{len(runs)} runs: world seeds {', '.join(map(str, worlds))}, each with training seeds "
-            f"{', '.join(map(str, trains))}")
+    train_text = ", ".join("the recipe's" if t is None else str(t) for t in trains)
+    if trains == [None]:
+        over = f"world seeds {', '.join(map(str, worlds))} (one run each)"
+    elif len(trains) == 1:
+        over = f"world seeds {', '.join(map(str, worlds))} (one run each, training seed {train_text})"
+    else:
+        over = f"{len(runs)} runs: world seeds {', '.join(map(str, worlds))}, with training seeds {train_text}"
     lines = [f"Scores in percent, mean ± sd over {over}.", "",
              "| model | " + " | ".join(benchmarks) + " | hallucination (chair_i) |",
              "|---|" + "---:|" * (len(benchmarks) + 1)]
@@ -174,7 +178,7 @@ def table(runs: list[dict[str, Any]]) -> str:
                 for k in kinds) + " |")
 
     lines += ["", "Caption layers the models were trained on, against the world's ground truth (*kept*: the "
-              "captions the filters kept; the other columns over the seeds that kept any):", "",
+              "captions the filters kept; the other columns over the runs that kept any):", "",
               "| model | layer | kept | object recall | wrong mentions | distinct | words |",
               "|---|---|---:|---:|---:|---:|---:|"]
     for name in names:
@@ -195,36 +199,44 @@ def table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def spread(diffs: dict[int, list[float]]) -> tuple[float, float] | None:
+    """``(training, worlds)`` of one gain from its values per world: the pooled sd between the
+    runs of one world, and the sd the worlds add beyond that (the variance of the worlds' means
+    less the part training noise puts there, floored at 0). ``None`` unless every world has the
+    gain in the same number of runs, two or more, and there are two worlds or more."""
+    counts = {len(values) for values in diffs.values()}
+    if len(diffs) < 2 or len(counts) != 1 or (k := counts.pop()) < 2:
+        return None
+    pooled = statistics.fmean(statistics.variance(values) for values in diffs.values())
+    between = statistics.variance([statistics.fmean(values) for values in diffs.values()]) - pooled / k
+    return pooled ** 0.5, max(0.0, between) ** 0.5
+
+
 def noise_table(runs: list[dict[str, Any]], names: list[str], benchmarks: list[str]) -> list[str]:
-    """Markdown lines: each gain's spread between training seeds of one world (the sd within each
-    world, averaged over the worlds) against its spread between worlds (the sd of the worlds'
-    means); none unless some world ran with several training seeds."""
+    """Markdown lines: each gain's spread between training seeds of one world against the spread
+    the worlds add (:func:`spread`); none unless some world ran with several training seeds."""
     by_world: dict[int, list[dict[str, Any]]] = {}
     for run in runs:
         by_world.setdefault(run["seed"], []).append(run)
     if not any(len(group) > 1 for group in by_world.values()):
         return []
-    lines = ["", "Where a gain's spread comes from, in points: *training*, the sd between training seeds of "
-             "one world (mean over the worlds); *worlds*, the sd between the worlds' means.", "",
+    lines = ["", "Where a gain's spread comes from, in points: *training*, the pooled sd between the training "
+             "seeds of one world; *worlds*, the sd the worlds add beyond that. Only gains that every world has "
+             "in every run; the row in *vs* may differ between runs of one world (the stop rule).", "",
              "| model | vs | " + " | ".join(benchmarks) + " |", "|---|---|" + "---:|" * len(benchmarks)]
     for name in names:
-        cells, vs = [], set()
+        vs = sorted({g["vs"] for run in runs for row in run["results"]["rows"]
+                     if row["name"] == name for g in (row.get("gains") or {}).values()})
+        cells = []
         for b in benchmarks:
             diffs = {world: [g["diff"] for run in group for row in run["results"]["rows"]
                              if row["name"] == name and (g := (row.get("gains") or {}).get(b))]
                      for world, group in by_world.items()}
-            vs |= {g["vs"] for run in runs for row in run["results"]["rows"]
-                   if row["name"] == name for g in (row.get("gains") or {}).values()}
-            within = [statistics.stdev(d) for d in diffs.values() if len(d) > 1]
-            means = [statistics.fmean(d) for d in diffs.values() if d]
-            if not within:
-                cells.append("–")
-                continue
-            between = f"{100 * statistics.stdev(means):.1f}" if len(means) > 1 else "–"
-            cells.append(f"training {100 * statistics.fmean(within):.1f}, worlds {between}")
+            parts = spread(diffs) if all(len(d) == len(by_world[w]) for w, d in diffs.items()) else None
+            cells.append("–" if parts is None else f"training {100 * parts[0]:.1f}, worlds {100 * parts[1]:.1f}")
         if any(c != "–" for c in cells):
-            lines.append(f"| {name} | {', '.join(sorted(vs))} | " + " | ".join(cells) + " |")
-    return lines
+            lines.append(f"| {name} | {', '.join(vs)} | " + " | ".join(cells) + " |")
+    return lines if len(lines) > 5 else []  # the caption and header alone say nothing
 
 
 def write_docs(text: str, docs: Path = DOCS) -> None:
@@ -252,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     used = USED_SEEDS.intersection(args.seeds)
     if used:
         parser.error(f"world seeds {sorted(used)} are used by tests or recipes; choose others")
-    cells = [(world, train) for world in args.seeds for train in (args.train_seeds or [None])]
+    cells = [(world, train) for world in dict.fromkeys(args.seeds)
+             for train in dict.fromkeys(args.train_seeds or [None])]  # each run once, even if named twice
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
         runs = list(pool.map(lambda c: run_seed(args.out, args.recipe, c[0], args.rerun_changed, c[1]), cells))
     text = table(runs)

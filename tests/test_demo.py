@@ -269,29 +269,42 @@ def test_fidelity_summarises_runs_over_seeds(quick_demo: tuple[Path, str], tmp_p
 
 def test_fidelity_with_training_seeds_splits_the_spread(quick_demo: tuple[Path, str]) -> None:
     """With several training seeds per world, every run counts in the cells and each gain's
-    spread is split into the part training alone gives and the part the worlds give."""
+    spread is split into the part training alone gives and the part the worlds add; a gain some
+    runs lack (a round the stop rule did not reach) is left out of that split."""
     import copy
 
     fidelity = _fidelity()
     out, _ = quick_demo
     results = json.loads((out / "results.json").read_text())
-    gained = next(row for row in results["rows"] if row.get("gains"))
-    benchmark = next(iter(gained["gains"]))
+    gained = [row for row in results["rows"] if row.get("gains")]
+    assert len(gained) >= 2
+    first, second = gained[0], gained[1]
+    benchmark = next(iter(first["gains"]))
     runs = []
-    for world, shift in ((101, 0.0), (202, 0.04)):
+    for world, shift in ((101, 0.0), (202, 0.04), (303, 0.08)):
         for train, step in ((0, 0.0), (1, 0.02)):
             copied = copy.deepcopy(results)
-            row = next(r for r in copied["rows"] if r["name"] == gained["name"])
+            row = next(r for r in copied["rows"] if r["name"] == first["name"])
             row["gains"][benchmark]["diff"] += shift + step
             runs.append({"seed": world, "train_seed": train, "seconds": 1.0, "results": copied})
     text = fidelity.table(runs)
-    assert "over 4 runs: world seeds 101, 202, each with training seeds 0, 1" in text
-    assert "seed 202/train 1:" in text and "(4 of" not in text
+    assert "over 6 runs: world seeds 101, 202, 303, with training seeds 0, 1" in text
+    assert "seed 202/train 1:" in text
+    gains = text.split("Gains against the row", 1)[1].split("\n\n", 2)[1]
+    gain_line = next(ln for ln in gains.splitlines() if ln.startswith(f"| {first['name']} |"))
+    assert " of 6)" in gain_line and " of 3)" not in gain_line  # every run counts in a gain
     noise = text.split("Where a gain's spread comes from", 1)[1].split("\n\n", 2)[1]
-    line = next(ln for ln in noise.splitlines() if ln.startswith(f"| {gained['name']} |"))
-    # within each world the two training seeds differ by 2 points (sd 1.4); the worlds' means by 4 (sd 2.8)
-    assert "training 1.4, worlds 2.8" in line
+    line = next(ln for ln in noise.splitlines() if ln.startswith(f"| {first['name']} |"))
+    # within each world the two seeds differ by 2 points: pooled sd 1.41; the worlds' means
+    # 4 points apart (sd 4.0), less the 1.41² / 2 that training noise puts there: sd 3.87
+    assert "training 1.4, worlds 3.9" in line
+    # a gain one run lacks has no split: the second row dropped from one run of world 303
+    del runs[-1]["results"]["rows"][[r["name"] for r in runs[-1]["results"]["rows"]].index(second["name"])]
+    noise = fidelity.table(runs).split("Where a gain's spread comes from", 1)[1].split("\n\n", 2)[1]
+    named = [ln.split(" | ")[0] for ln in noise.splitlines()]
+    assert f"| {first['name']}" in named and f"| {second['name']}" not in named
     assert "Where a gain's spread" not in fidelity.table(runs[::2])  # one training seed per world
+    assert fidelity.spread({1: [0.1, 0.2], 2: [0.3]}) is None  # unequal runs per world
     recipe = fidelity.recipe_for("demo", 101, 1)
     assert (recipe["seed"], recipe["data"]["world"]["seed"], recipe["name"]) == (1, 101, "demo-seed101-train1")
 

@@ -131,7 +131,7 @@ def build_start_command(out: Path, tower: Path | None, short: bool, projector_lr
 
     This is the command that built the starting point shipped as `vila2/recipes/world-start`
     (a recipe names it with `model: {checkpoint: world-start}`); rerun it to rebuild it (about
-    5 minutes on one free core). It never sees a scene of another world: no pretraining image,
+    11 minutes on one free core). It never sees a scene of another world: no pretraining image,
     SFT or domain image or benchmark of the worlds recipes run on.
     """
     import torch
