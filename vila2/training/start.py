@@ -42,7 +42,7 @@ class StartSettings:
     world_size: str = "demo"
     # 2,000 steps, not 800: the longer-trained decoder answers its own world's VQA as well (77.2)
     # but binds a place to the object it is asked about (a *where* question's heads weigh that
-    # object's cells 5–6 times the others', against 2–3 times), and its round-1 recaptions reach
+    # object's cells 4.6 and 6.0 times the others', against 1.6 and 2.3), and its round-1 recaptions reach
     # twice the alt-text's recall (benchmarks/RESULTS.md, "Binding a place to an object")
     steps: int = 2000
     batch_size: int = 16
