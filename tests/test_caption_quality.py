@@ -10,6 +10,7 @@ import pytest
 
 from vila2.data import Dataset
 from vila2.world.captions import describe
+from vila2.world.conversations import spatial_description
 from vila2.world.quality import NO_GROUND_TRUTH, PretrainTruth, layer_quality, text_quality
 from vila2.world.scene import Obj, Scene
 
@@ -53,6 +54,18 @@ def test_places_are_checked_for_the_objects_given_one() -> None:
     assert q["placed_objects"] == 3 and q["place_accuracy"] == round(2 / 3, 4)
     # "at the top left" is read whole, not as "at the top"
     assert text_quality({"a": "The red circle at the top left."}, SCENES)["placed_objects"] == 1
+
+
+def test_the_spatial_descriptions_places_are_checked_too(tiny_world: Path) -> None:
+    # "The red circle is on the left of the image.": the spatial specialist's form
+    q = text_quality({"a": "The red circle is on the left of the image. The blue square is at the bottom "
+                           "of the image. The red circle is to the left of the blue square."}, SCENES)
+    assert q["placed_objects"] == 2 and q["place_accuracy"] == 0.5
+    truth = PretrainTruth(tiny_world)
+    ids = list(Dataset.open(tiny_world / "pretrain").layer("alt").texts())[:20]
+    scenes = {i: truth.scene(i) for i in ids}
+    q = text_quality({i: spatial_description(s) for i, s in scenes.items() if s is not None}, scenes)  # type: ignore[misc]
+    assert q["place_accuracy"] == 1.0 and q["placed_objects"] == sum(len(s.objects) for s in scenes.values() if s)
 
 
 def test_no_ground_truth_still_counts_texts() -> None:

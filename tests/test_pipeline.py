@@ -98,6 +98,26 @@ def test_missing_specialist_lists_installed(fresh_host: Any, plugin_registered: 
         _pipeline(tmp_path, specialists={"names": ["counting", "spatial"]}).check()
 
 
+def test_one_specialist_trains_with_its_own_settings(fresh_host: Any, plugin_registered: Any,
+                                                      tmp_path: Path) -> None:
+    plugin_registered(_Counting(), name="counting-plugin")
+    specialists = {"names": ["counting"], "training": {"steps": 120, "lr": 1e-2},
+                   "training_for": {"counting": {"steps": 360}}}
+    run = _pipeline(tmp_path, specialists=specialists)
+    assert [s.name for s in run.check()] == ["counting"]
+    assert run.specialist_training("counting") == {"max_steps": 360, "lr": 1e-2}
+    assert run.specialist_training("other") == {"max_steps": 120, "lr": 1e-2}
+    # a name the run has no specialist of: named, before anything runs
+    with pytest.raises(RecipeError, match=r"specialists.training_for: 'countng' is not one of specialists.names"):
+        _pipeline(tmp_path, specialists={**specialists, "training_for": {"countng": {"steps": 1}}}).check()
+    # with `names: installed` a plugin that is not installed is left out, and the log says so
+    lines: list[str] = []
+    raw = {**copy.deepcopy(RECIPE), "specialists": {"names": "installed", "training_for": {"spatial": {"steps": 9}}}}
+    installed = Run(parse_recipe(raw, source="r.yaml", base_dir=tmp_path), tmp_path / "run", log=lines.append)
+    assert [s.name for s in installed.check()] == ["counting"]
+    assert any("specialists.training_for.spatial: no specialist 'spatial' is installed; ignored" in x for x in lines)
+
+
 def test_shipped_folders_resolve_by_name_and_a_wrong_path_is_named(tmp_path: Path) -> None:
     from vila2.pipeline.recipe import PACKAGED
 

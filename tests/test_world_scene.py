@@ -151,5 +151,15 @@ def test_domain_conversations_are_llava_turns() -> None:
     assert conv.plural("cross") == "crosses" and conv.plural("circle") == "circles"
 
 
+def test_the_spatial_description_comes_after_the_short_questions() -> None:
+    # before them, it states every place a *where* question asks for: copied, not seen
+    rng = random.Random(3)
+    for i in range(50):
+        turns = conv.spatial_conversation(sample_scene(scene_seed(0, "t", i)), rng)
+        questions = [t["value"].replace("<image>\n", "") for t in turns[::2]]
+        assert questions[-1] == conv.SPATIAL_PROMPT and conv.SPATIAL_PROMPT not in questions[:-1]
+        assert 1 <= len(questions) - 1 <= 2 and all(q.endswith(conv.SHORT) for q in questions[:-1])
+
+
 def test_vocabulary_is_small() -> None:
     assert len(SHAPES) == 5 and len(COLORS) == 6

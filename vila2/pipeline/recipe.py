@@ -230,6 +230,8 @@ class Specialists(_Strict):
     names: Literal["installed"] | list[Annotated[str, Field(pattern=NAME_PATTERN)]] = "installed"
     lora: dict[str, Any] = Field(default_factory=dict)
     training: Hyper = Field(default_factory=Hyper)
+    training_for: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Hyper] = Field(
+        default_factory=dict, description="one specialist's training settings over `training`, by name")
     qa_turns: int | None = Field(None, ge=1, description="QA turns appended per image (default: all)")
     batch_size: int = Field(32, ge=1)
     max_new_tokens: int = Field(64, ge=1)

@@ -236,7 +236,14 @@ class Run:
             return []
         installed = self.host.specialists()
         if wanted.names == "installed":
+            for name in sorted(set(wanted.training_for) - set(installed)):
+                # an optional plugin the recipe tunes, not installed here: the run goes on without it
+                self.log(f"  note   specialists.training_for.{name}: no specialist {name!r} is installed; ignored")
             return [installed[n] for n in sorted(installed)]
+        unused = sorted(set(wanted.training_for) - set(wanted.names))
+        if unused:
+            raise RecipeError(f"recipe: specialists.training_for: {', '.join(map(repr, unused))} is not one of "
+                              f"specialists.names ({', '.join(wanted.names) or 'none'})")
         missing = [n for n in wanted.names if n not in installed]
         if missing:
             def pip_name(spec: Any) -> str:
@@ -562,8 +569,10 @@ class Run:
         data = self.folder.run(f"specialists.{name}.data", self._inputs([], self.data_after, source=source),
                                prepare)["data"]
 
+        own = cfg.training_for.get(name)
+
         def finetune(out: Path) -> dict[str, Any]:
-            settings = {**spec.lora, **cfg.lora, "seed": self.recipe.seed, **cfg.training.train_settings()}
+            settings = {**spec.lora, **cfg.lora, "seed": self.recipe.seed, **self.specialist_training(name)}
             folder = self.host.hook.finetune_specialist(
                 specialist=spec, base_model=start, data=str(self.root / data),
                 out_dir=str(out / "model"), settings=settings)
@@ -571,9 +580,20 @@ class Run:
                 raise PipelineError(f"no plugin fine-tuned specialist {name!r} (finetune_specialist returned None)")
             return {"model": self.rel_or_abs(folder)}
 
+        # a specialist's own settings join its inputs only where given, so a run made before
+        # `training_for` existed resumes unchanged
+        more = {"training_for": own.model_dump(exclude_none=True)} if own is not None else {}
         inputs = self._inputs(["specialists.lora", "specialists.training", "seed"],
-                              [f"specialists.{name}.data", start_step])
+                              [f"specialists.{name}.data", start_step], **more)
         return str(self.root / self.folder.run(f"specialists.{name}.finetune", inputs, finetune)["model"])
+
+    def specialist_training(self, name: str) -> dict[str, Any]:
+        """Specialist ``name``'s training settings (``TrainConfig`` names): ``specialists.training``
+        with ``specialists.training_for.<name>`` over it."""
+        cfg = self.recipe.specialists
+        assert cfg is not None
+        own = cfg.training_for.get(name)
+        return cfg.training.train_settings(*([own] if own is not None else []))
 
     def specialist_recaption(self, spec: Any, model: str, src: Sources) -> tuple[str, str]:
         """The specialist's task-oriented answers about every pretraining image, as a layer;

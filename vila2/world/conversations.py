@@ -220,10 +220,14 @@ def detail_conversation(scene: Scene, rng: random.Random) -> list[dict[str, str]
 
 
 def spatial_conversation(scene: Scene, rng: random.Random) -> list[dict[str, str]]:
-    """Spatial SFT: the spatial prompt or short spatial questions, in random order."""
+    """Spatial SFT: one or two short spatial questions, then the spatial prompt.
+
+    The description comes last: it states every object's place, so a *where* question after it
+    is answered by copying the text above, and teaches copying, not looking (placed anywhere,
+    the specialist answered *where* at chance; benchmarks/RESULTS.md, "The spatial set's order").
+    """
     pairs = _pairs(scene, rng, spatial_question, SPATIAL_KINDS, rng.randint(1, 2))
-    pairs.insert(rng.randint(0, len(pairs)), (SPATIAL_PROMPT, spatial_description(scene)))
-    return turns(pairs)
+    return turns([*pairs, (SPATIAL_PROMPT, spatial_description(scene))])
 
 
 def grounding_conversation(scene: Scene, rng: random.Random) -> list[dict[str, str]]:

@@ -107,12 +107,15 @@ def mention_spans(text: str) -> list[tuple[int, int, Mention]]:
 @functools.cache
 def _place_pattern() -> re.Pattern[str]:
     phrases = "|".join(sorted(map(re.escape, PLACE_PHRASES), key=len, reverse=True))  # longest first
-    return re.compile(rf"\b({'|'.join(COLORS)}) ({'|'.join(SHAPES)}) ({phrases})\b")
+    # "red circle at the top left" (the description) or "red circle is at the top left" (the
+    # spatial specialist's sentences)
+    return re.compile(rf"\b({'|'.join(COLORS)}) ({'|'.join(SHAPES)}) (?:is )?({phrases})\b")
 
 
 def places(text: str, scene: Scene) -> tuple[int, int]:
-    """``(right, placed)``: how many of the text's "<colour> <shape> <place>" phrases ("red
-    circle at the top left", the description's form) name an object of ``scene`` (``placed``),
+    """``(right, placed)``: how many of the text's "<colour> <shape> [is] <place>" phrases ("red
+    circle at the top left", the description's form; "red circle is at the top left", the
+    spatial specialist's) name an object of ``scene`` (``placed``),
     and how many of those give that object's place (``right``). A phrase naming no object of the
     scene is a wrong mention (:func:`hallucinated`), not counted here."""
     right = placed = 0
