@@ -242,6 +242,30 @@ def _fidelity() -> Any:
     return module
 
 
+def test_final_mix_retrains_the_final_model_without_the_recaption(
+    quick_demo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """``benchmarks/final_mix.py``: on a finished run, the final model once more with the
+    alt-text alone before the specialists' turns, each score beside the final model's."""
+    import shutil
+
+    out, _ = quick_demo
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "final_mix.py"
+    done = subprocess.run([sys.executable, str(script), "--recipe", "demo-quick", "--run", str(run)],
+                          env=_env(), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    printed = done.stdout
+    assert "| benchmark | final (alt-text + recaption) | alt-text alone | difference [95 %] |" in printed
+    assert "| vqa |" in printed and "| caption |" in printed and "| chair_i |" in printed
+    trained = json.loads((run / "steps" / "ablation.final-alt.train.json").read_text())["inputs"]["captions"]
+    final = json.loads((run / "steps" / "final.train.json").read_text())["inputs"]["captions"]
+    # the same specialists' turns after the alt-text, where the loop put alt-text + recaption
+    assert trained["layers"] == ["alt", *final["layers"][1:]] and final["layers"][0] != "alt"
+    assert trained["questions"] == final["questions"]
+
+
 def test_fidelity_summarises_runs_over_seeds(quick_demo: tuple[Path, str], tmp_path: Path) -> None:
     """``benchmarks/fidelity.py``: mean ± sd per cell over the seeds' results, written between
     the markers of the docs; seeds a test or recipe uses are refused."""

@@ -57,6 +57,64 @@ def test_saturation_rule() -> None:
     assert saturated([0.30, 0.29], 0.0) == "gain -0.0100 < 0.0"
 
 
+def _round_result(root: Path, name: str, correct: list[int], *, per_sample: bool = True) -> str:
+    """A round's VQA result as an evaluator writes it: result.json and, beside it, vqa.jsonl."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps(
+        {"benchmark": "vqa", "primary": "accuracy", "metrics": {"accuracy": sum(correct) / len(correct)}}))
+    if per_sample:
+        (folder / "vqa.jsonl").write_text("".join(
+            json.dumps({"id": f"q{i}", "metrics": {"accuracy": c}}) + "\n" for i, c in enumerate(correct)))
+    return f"{name}/result.json"
+
+
+def test_with_a_confidence_a_noise_level_gain_stops_the_rounds(tmp_path: Path) -> None:
+    """A round 1 point better on 200 questions (21 gained, 19 lost) continues under the mean rule
+    and stops under the interval rule; 10 points better (20 gained) is shown at 95 % and continues.
+    The specialists then start from the latest round not shown worse."""
+    from types import SimpleNamespace
+
+    from vila2.errors import PipelineError
+    from vila2.pipeline.loop import ModelRow, _saturation, best_round
+    from vila2.pipeline.recipe import StopWhen
+
+    old = [1] * 100 + [0] * 100
+    noisy = [1] * 81 + [0] * 19 + [1] * 21 + [0] * 79  # 19 lost, 21 gained: +1 point
+    clear = [1] * 100 + [1] * 20 + [0] * 80  # 20 gained: +10 points
+    run = SimpleNamespace(root=tmp_path)
+    rows = [ModelRow(f"round {i}", "round", f"m{i}", evals={"vqa": _round_result(tmp_path, f"r{i}", c)}, round=i)
+            for i, c in enumerate((old, noisy, clear))]
+
+    assert _saturation(run, rows[:2], StopWhen(benchmark="vqa")) is None
+    why = _saturation(run, rows[:2], StopWhen(benchmark="vqa", confidence=0.95))
+    assert why is not None and why.startswith("gain +0.0100, 95% interval [-0.0") and why.endswith("not above 0.0")
+    assert _saturation(run, [rows[0], rows[2]], StopWhen(benchmark="vqa", confidence=0.95)) is None
+    # a required margin the interval does not clear stops the rounds too
+    assert _saturation(run, [rows[0], rows[2]], StopWhen(benchmark="vqa", min_gain=0.09, confidence=0.95))
+
+    # the round the specialists start from: the latest not shown worse; by the mean, the best
+    worse = [1] * 80 + [0] * 120  # 20 lost: -10 points
+    rows.append(ModelRow("round 3", "round", "m3", evals={"vqa": _round_result(tmp_path, "r3", worse)}, round=3))
+    by = {"mean": StopWhen(benchmark="vqa"), "interval": StopWhen(benchmark="vqa", confidence=0.95)}
+
+    def best(rule: str, picked: list[int]) -> int | None:
+        run.recipe = SimpleNamespace(self_augment=SimpleNamespace(stop_when=by[rule]))
+        return best_round(run, [rows[i] for i in picked]).round
+
+    low = ModelRow("round 1", "round", "m1", round=1,
+                   evals={"vqa": _round_result(tmp_path, "r1-low", [1] * 79 + [0] * 21 + [1] * 19 + [0] * 81)})
+    rows.append(low)  # -1 point, within noise
+    assert (best("mean", [0, 4]), best("interval", [0, 4])) == (0, 1)
+    assert (best("mean", [0, 3]), best("interval", [0, 3])) == (0, 0)
+    assert (best("mean", [0, 1, 2]), best("interval", [0, 1, 2])) == (2, 2)
+
+    bare = ModelRow("round 3", "round", "m3", evals={"vqa": _round_result(tmp_path, "r3-bare", clear, per_sample=False)})
+    with pytest.raises(PipelineError, match=r"r3-bare/result\.json: no per-sample scores, which "
+                                            r"self_augment\.stop_when\.confidence needs"):
+        _saturation(run, [rows[0], bare], StopWhen(benchmark="vqa", confidence=0.95))
+
+
 def test_mean_words() -> None:
     assert mean_words({}) == 0.0
     assert mean_words({"a": "one two", "b": "one two three four"}) == 3.0

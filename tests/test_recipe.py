@@ -96,6 +96,8 @@ def test_example_recipes_are_valid() -> None:
     ({"specialists": {"names": 3}}, "r.yaml: specialists.names: must be 'installed', or must be a valid list (got 3)"),
     ({"self_augment": {"stop_when": {"benchmark": "mmmu"}}},
      "r.yaml: self_augment.stop_when.benchmark: 'mmmu' is not one of the evaluators (vqa, caption)"),
+    ({"self_augment": {"stop_when": {"benchmark": "vqa", "confidence": 95}}},
+     "r.yaml: self_augment.stop_when.confidence: must be less than 1"),
     ({"self_augment": {"prompts": "nope.txt"}}, "r.yaml: self_augment.prompts: 'nope.txt' is neither a prompt set"),
     ({"plugins": ["missing.py"]}, "r.yaml: plugins[0]: plugin file 'missing.py' does not exist"),
     ({"self_augment": {"filters": [{"nme": "x"}]}}, "r.yaml: self_augment.filters[0].name: is required"),

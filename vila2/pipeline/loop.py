@@ -5,7 +5,8 @@
     round 0         train on alt-text + SFT; evaluate
     round i         the round-(i-1) model recaptions the pretraining images; a new model is
                     trained FROM THE STARTING POINT on alt-text + recaption; evaluate; stop when
-                    the gain on the stop benchmark is too small
+                    the gain on the stop benchmark is too small (or, with a confidence, not
+                    shown above it by its paired-bootstrap interval)
     specialists     each LoRA-tuned from the best round, evaluated on its own benchmark next to
                     that round, then it recaptions the images with its task prompts
     final           the generalist retrained from the starting point with the specialists'
@@ -22,9 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from vila2.pipeline.recipe import Recipe
-from vila2.pipeline.report import collect
-from vila2.pipeline.run import Run, Sources, saturated, score
+from vila2.pipeline.recipe import Recipe, StopWhen
+from vila2.pipeline.report import collect, paired_bootstrap, per_sample
+from vila2.pipeline.run import Run, Sources, saturated, score, unproven
 
 
 @dataclass
@@ -88,7 +89,7 @@ def self_augment(run: Run, src: Sources, start: str, start_after: list[str]) -> 
                                caption_stats=stats, round=i, caption_layer=layer))
         run.round_ended(i, rounds[-1].model, rounds[-1].evals)
         if sa.stop_when is not None:
-            why = saturated(_scores(run, rounds, sa.stop_when.benchmark), sa.stop_when.min_gain)
+            why = _saturation(run, rounds, sa.stop_when)
             if why is not None:
                 return rounds, {"round": i, "reason": f"{sa.stop_when.benchmark} {why}"}
     return rounds, None
@@ -96,12 +97,20 @@ def self_augment(run: Run, src: Sources, start: str, start_after: list[str]) -> 
 
 def best_round(run: Run, rounds: list[ModelRow]) -> ModelRow:
     """The round the specialists start from: the best on the stop benchmark (earliest on ties),
-    else the last."""
+    else the last. With ``stop_when.confidence``, the latest round not shown worse than the best
+    before it: a difference within noise goes to the later round, whose recaptions are the
+    richer data, as the paper goes on from its last self-augmented round."""
     stop = run.recipe.self_augment.stop_when
     if stop is None or len(rounds) == 1:
         return rounds[-1]
     scores = _scores(run, rounds, stop.benchmark)
-    return rounds[max(range(len(rounds)), key=lambda i: (scores[i], -i))]
+    if stop.confidence is None:
+        return rounds[max(range(len(rounds)), key=lambda i: (scores[i], -i))]
+    best = rounds[0]
+    for later in rounds[1:]:
+        if _gain(run, best, later, stop)["high"] >= 0:
+            best = later
+    return best
 
 
 def specialist_augment(run: Run, src: Sources, best: ModelRow, specialists: list[Any],
@@ -129,24 +138,39 @@ def final(run: Run, src: Sources, start: str, start_after: list[str], best: Mode
           specialists: list[Any], layers: list[tuple[str, str]]) -> ModelRow:
     """Retrain the generalist from the starting point with the specialists' answers appended to
     the captions as question–answer turns; evaluate it everywhere, the specialists' domains too."""
-    cfg = run.recipe.specialists
-    assert cfg is not None and best.round is not None
+    assert best.round is not None
     first, first_after = run.original_captions(src, best.round, best.caption_layer)
+    after = [*run.data_after, *first_after, *(f"specialists.{n}.caption" for n, _ in layers)]
+    model = run.train("final.train", start, src, final_captions(run, first, specialists, layers), after, start_after)
+    evals = evaluate_final(run, "final", model, src, specialists, layers)
+    return ModelRow("final (VILA²)", "final", run.rel(model), evals)
+
+
+def final_captions(run: Run, first: str, specialists: list[Any], layers: list[tuple[str, str]]) -> dict[str, Any]:
+    """The final model's caption mixture entry: the caption layer ``first``, then each
+    specialist's answers (``layers``: (name, layer)) as question–answer turns."""
+    cfg = run.recipe.specialists
+    assert cfg is not None
     questions = {layer: list(s.questions) for s in specialists for n, layer in layers
                  if n == s.name and s.questions}
-    captions = {"layers": [first, *(layer for _, layer in layers)], "template": "qa",
-                "prompt": None, "questions": questions, "max_turns": cfg.qa_turns}
-    after = [*run.data_after, *first_after, *(f"specialists.{n}.caption" for n, _ in layers)]
-    model = run.train("final.train", start, src, captions, after, start_after)
-    evals = run.evaluate_all("final", model, src, ["final.train"])
+    return {"layers": [first, *(layer for _, layer in layers)], "template": "qa",
+            "prompt": None, "questions": questions, "max_turns": cfg.qa_turns}
+
+
+def evaluate_final(run: Run, prefix: str, model: str, src: Sources, specialists: list[Any],
+                   layers: list[tuple[str, str]]) -> dict[str, str]:
+    """Evaluate a final model on every evaluator of the recipe and on the domain benchmark of
+    each specialist that added a layer; returns ``{benchmark: result file}``."""
+    after = [f"{prefix}.train"]
+    evals = run.evaluate_all(prefix, model, src, after)
     listed = {e.name for e in run.recipe.evaluators}
     for spec in specialists:
         if spec.evaluator and spec.evaluator not in listed and any(n == spec.name for n, _ in layers):
             bench = run.domain_benchmark(spec)
-            result = run.evaluate(f"final.eval.{bench.name}", model, bench, src, ["final.train"])
+            result = run.evaluate(f"{prefix}.eval.{bench.name}", model, bench, src, after)
             if result is not None:
                 evals[bench.name] = result
-    return ModelRow("final (VILA²)", "final", run.rel(model), evals)
+    return evals
 
 
 def _evaluate_specialist(run: Run, spec: Any, model: str, src: Sources, best: ModelRow, row: ModelRow) -> None:
@@ -162,6 +186,34 @@ def _evaluate_specialist(run: Run, spec: Any, model: str, src: Sources, best: Mo
     if base is not None:
         row.base_evals[bench.name] = base
         best.evals[bench.name] = base  # the round's row shows it too
+
+
+def _saturation(run: Run, rounds: list[ModelRow], stop: StopWhen) -> str | None:
+    """Why the rounds stop after the last of ``rounds``, or ``None``: its gain on the stop
+    benchmark, as a mean (:func:`saturated`) or as a paired-bootstrap interval (:func:`unproven`)."""
+    scores = _scores(run, rounds, stop.benchmark)
+    if stop.confidence is None:
+        return saturated(scores, stop.min_gain)
+    return unproven(_gain(run, rounds[-2], rounds[-1], stop), stop.min_gain)
+
+
+def _gain(run: Run, before: ModelRow, after: ModelRow, stop: StopWhen) -> dict[str, Any]:
+    """``after − before`` on the stop benchmark with its paired-bootstrap interval at the level
+    ``stop.confidence``."""
+    from vila2.errors import PipelineError
+
+    files = [before.evals[stop.benchmark], after.evals[stop.benchmark]]
+    old, new = (per_sample(run.root, f) for f in files)
+    for values, file in ((old, files[0]), (new, files[1])):
+        if values is None:
+            raise PipelineError(f"{file}: no per-sample scores, which self_augment.stop_when.confidence "
+                                f"needs to put an interval on the gain (leave confidence out to compare means)")
+    assert old is not None and new is not None
+    gain = paired_bootstrap(new, old, level=stop.confidence or 0.95)
+    if gain is None:
+        raise PipelineError(f"{files[1]} and {files[0]}: no sample scored by both rounds, so "
+                            f"self_augment.stop_when.confidence cannot pair them")
+    return gain
 
 
 def _scores(run: Run, rounds: list[ModelRow], benchmark: str) -> list[float]:

@@ -185,10 +185,15 @@ class FilterSpec(_Strict):
 
 
 class StopWhen(_Strict):
-    """Saturation: stop adding rounds when ``benchmark`` improves by less than ``min_gain``."""
+    """Saturation: stop adding rounds when ``benchmark`` improves by less than ``min_gain`` or,
+    with ``confidence``, unless the gain's paired-bootstrap interval lies above ``min_gain``."""
 
     benchmark: str
     min_gain: float = 0.0
+    confidence: float | None = Field(
+        None, gt=0, lt=1,
+        description="continue only if the gain's paired-bootstrap interval at this level (0.95) lies "
+                    "above min_gain, so a noise-level move stops the rounds; unset: compare the means")
 
 
 class SelfAugment(_Strict):

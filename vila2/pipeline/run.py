@@ -52,6 +52,16 @@ def saturated(scores: list[float], min_gain: float) -> str | None:
     return None
 
 
+def unproven(gain: Mapping[str, Any], min_gain: float) -> str | None:
+    """Why self-augment should stop when the last round's gain is the paired-bootstrap interval
+    ``gain`` (:func:`vila2.pipeline.report.paired_bootstrap`): unless the whole interval lies above
+    ``min_gain``, the round is not shown to be better, or ``None``."""
+    if gain["low"] > min_gain:
+        return None
+    return (f"gain {gain['diff']:+.4f}, {gain['level']:.0%} interval [{gain['low']:+.4f}, {gain['high']:+.4f}] "
+            f"not above {min_gain}")
+
+
 def mean_words(texts: Mapping[str, str]) -> float:
     """Mean word count of caption texts (0 for none)."""
     return sum(len(t.split()) for t in texts.values()) / len(texts) if texts else 0.0
