@@ -21,21 +21,21 @@ from pathlib import Path
 from typing import Any
 
 from vila2.pipeline.loop import evaluate_final, final_captions
-from vila2.pipeline.recipe import PACKAGED, load_recipe
+from vila2.pipeline.recipe import load_recipe, packaged_recipe
 from vila2.pipeline.report import paired_bootstrap, per_sample
 from vila2.pipeline.run import Run, score
 
 STEP = "ablation.final-alt"
 
 
-def final_without_recaption(run: Run) -> dict[str, str]:
-    """Train and evaluate the final model of ``run`` with the alt-text alone before the
-    specialists' turns; returns ``{benchmark: result file}``."""
+def final_without_recaption(run: Run, results: dict[str, Any]) -> dict[str, str]:
+    """Train and evaluate the final model of ``run`` (whose ``results.json`` is ``results``)
+    with the alt-text alone before the specialists' turns; returns ``{benchmark: result file}``."""
     specialists = run.check()
-    results = json.loads((run.root / "results.json").read_text(encoding="utf-8"))
-    tuned = [r["specialist"] for r in results["rows"] if r["kind"] == "specialist"]
-    if sorted(tuned) != sorted(s.name for s in specialists):
-        raise SystemExit(f"final_mix: the run's final model took turns from the specialists {tuned}; "
+    # the layers the run's specialists wrote, as its results name them
+    written = {r["specialist"]: r["caption_quality"]["layer"] for r in results["rows"] if r["kind"] == "specialist"}
+    if sorted(written) != sorted(s.name for s in specialists):
+        raise SystemExit(f"final_mix: the run's final model took turns from the specialists {sorted(written)}; "
                          f"installed here: {[s.name for s in specialists]}")
     run.start()
     # the loop's steps are done; their markers give the fingerprints this step's inputs name
@@ -43,17 +43,15 @@ def final_without_recaption(run: Run) -> dict[str, str]:
         run.folder.fingerprints[step] = run.folder.record(step)["fingerprint"]
     src = run.sources()
     start, start_after = run.starting_point(src)
-    layers = [(s.name, run.layer_name(f"spec-{s.name}")) for s in specialists]
+    layers = [(s.name, written[s.name]) for s in specialists]
     after = [*run.data_after, *(f"specialists.{n}.caption" for n, _ in layers)]
     captions = final_captions(run, src.alt, specialists, layers)
     model = run.train(f"{STEP}.train", start, src, captions, after, start_after)
-    evals = evaluate_final(run, STEP, model, src, specialists, layers)
-    return evals
+    return evaluate_final(run, STEP, model, src, specialists, layers)
 
 
-def compare(root: Path, evals: dict[str, str]) -> list[str]:
+def compare(root: Path, results: dict[str, Any], evals: dict[str, str]) -> list[str]:
     """Markdown rows: per benchmark, the final model's score, this one's, and the difference."""
-    results = json.loads((root / "results.json").read_text(encoding="utf-8"))
     final = next(r for r in results["rows"] if r["kind"] == "final")
     lines = ["| benchmark | final (alt-text + recaption) | alt-text alone | difference [95 %] |",
              "|---|---:|---:|---:|"]
@@ -79,10 +77,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--recipe", required=True, help="the run's recipe: a packaged name or a YAML file")
     parser.add_argument("--run", required=True, type=Path, help="the finished run folder")
     args = parser.parse_args(argv)
-    path = Path(args.recipe) if Path(args.recipe).is_file() else PACKAGED / f"{args.recipe}.yaml"
+    path = Path(args.recipe) if Path(args.recipe).is_file() else packaged_recipe(args.recipe)
+    results = json.loads((args.run / "results.json").read_text(encoding="utf-8"))
     run: Any = Run(load_recipe(path), args.run)
-    evals = final_without_recaption(run)
-    print("\n".join(compare(args.run, evals)))
+    evals = final_without_recaption(run, results)
+    print("\n".join(compare(args.run, results, evals)))
 
 
 if __name__ == "__main__":
