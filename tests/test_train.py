@@ -291,6 +291,37 @@ def test_answer_loss_weights_tokens_conversations_or_their_square_roots() -> Non
                           (total[0] / 2 ** 0.5 + total[1] / 7 ** 0.5) / (2 ** 0.5 + 7 ** 0.5))
 
 
+def test_logits_at_answer_positions_only_give_the_same_loss_and_gradients(tiny_model: Path,
+                                                                          tiny_world: Path) -> None:
+    import torch
+
+    from vila2.data.mixture import build_examples
+    from vila2.models.checkpoint import load
+    from vila2.training.collate import ExampleEncoder, collate
+    from vila2.training.trainer import answer_positions, keeps_logits, training_loss
+
+    model, processor = load(str(tiny_model), dtype=torch.float32)
+    encoder = ExampleEncoder(processor, 160)
+    examples = build_examples(_sft(tiny_world) + _alt(tiny_world), seed=0)
+    # conversations of different lengths in one batch: padded rows, answers at different places
+    batch = collate([encoder(e) for e in examples[:3] + examples[-3:]], pad_token_id=0)
+    positions = answer_positions(batch["labels"])
+    assert keeps_logits(model) and 0 < len(positions) < batch["labels"].shape[1] - 1
+    for weighting in ("token", "sample", "square"):
+        losses, grads = [], []
+        for answers_only in (False, True):
+            model.zero_grad()
+            loss = training_loss(model, batch, weighting, answers_only=answers_only)
+            loss.backward()
+            losses.append(loss.detach())
+            grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+        assert torch.allclose(losses[0], losses[1], atol=1e-6), weighting
+        assert torch.allclose(grads[0], grads[1], atol=1e-6), weighting
+    with torch.no_grad():  # and the full-logit path is what the model itself computes
+        assert torch.allclose(training_loss(model, batch, "token", answers_only=False),
+                              model(**batch, use_cache=False).loss, atol=1e-6)
+
+
 def test_a_loss_weighting_trains_and_older_runs_keep_their_fingerprint(tiny_model: Path, tiny_world: Path,
                                                                        tmp_path: Path) -> None:
     config = _config(tiny_model, tmp_path / "run", tiny_world, max_steps=2, mixture=_alt(tiny_world),
