@@ -38,9 +38,8 @@ def final_without_recaption(run: Run, results: dict[str, Any]) -> dict[str, str]
         raise SystemExit(f"final_mix: the run's final model took turns from the specialists {sorted(written)}; "
                          f"installed here: {[s.name for s in specialists]}")
     run.start()
-    # the loop's steps are done; their markers give the fingerprints this step's inputs name
-    for step in run.folder.finished():
-        run.folder.fingerprints[step] = run.folder.record(step)["fingerprint"]
+    # the loop's steps are done: this step's inputs name their fingerprints
+    run.folder.recall_finished()
     src = run.sources()
     start, start_after = run.starting_point(src)
     layers = [(s.name, written[s.name]) for s in specialists]

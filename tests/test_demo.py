@@ -99,7 +99,7 @@ def test_report_structure(quick_demo: tuple[Path, str]) -> None:
     rows = results["rows"]
     rounds = [r for r in rows if r["kind"] == "round"]
     assert [r["name"] for r in rounds] == [f"round {i}" for i in range(len(rounds))]
-    assert 2 <= len(rounds) <= 3  # rounds 0..2, fewer only when the caption benchmark saturated
+    assert len(rounds) == 3  # rounds 0..2: the quick recipe sets no stop rule
     specialists = _installed_specialists()
     assert [r["specialist"] for r in rows if r["kind"] == "specialist"] == specialists
     assert [r["kind"] for r in rows[len(rounds):]] == ["specialist"] * len(specialists) + (["final"] if specialists else [])

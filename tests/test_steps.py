@@ -39,6 +39,16 @@ def test_finished_steps_are_skipped_on_rerun(tmp_path: Path) -> None:
     assert again.finished() == ["a.train"]
 
 
+def test_a_new_folder_object_recalls_the_finished_fingerprints(tmp_path: Path) -> None:
+    calls: list[str] = []
+    run = RunFolder(tmp_path, log=lambda _: None)
+    run.run("a.train", {"lr": 1}, _writer(calls, "a", 1))
+    run.run("a.eval", {"step a.train": run.fingerprints["a.train"]}, _writer(calls, "e", 2))
+    later = RunFolder(tmp_path, log=lambda _: None)
+    assert later.fingerprints == {} and later.recall_finished() == ["a.train", "a.eval"]
+    assert later.fingerprints == run.fingerprints and later.ran == []
+
+
 def test_killed_step_starts_over_unless_resumable(tmp_path: Path) -> None:
     run = RunFolder(tmp_path, log=lambda _: None)
     # what a killed attempt leaves: files in the step folder, no marker

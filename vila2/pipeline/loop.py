@@ -108,7 +108,7 @@ def best_round(run: Run, rounds: list[ModelRow]) -> ModelRow:
         return rounds[max(range(len(rounds)), key=lambda i: (scores[i], -i))]
     best = rounds[0]
     for later in rounds[1:]:
-        if _gain(run, best, later, stop)["high"] >= 0:
+        if _gain(run, best, later, stop.benchmark, stop.confidence)["high"] >= 0:
             best = later
     return best
 
@@ -194,22 +194,22 @@ def _saturation(run: Run, rounds: list[ModelRow], stop: StopWhen) -> str | None:
     scores = _scores(run, rounds, stop.benchmark)
     if stop.confidence is None:
         return saturated(scores, stop.min_gain)
-    return unproven(_gain(run, rounds[-2], rounds[-1], stop), stop.min_gain)
+    return unproven(_gain(run, rounds[-2], rounds[-1], stop.benchmark, stop.confidence), stop.min_gain)
 
 
-def _gain(run: Run, before: ModelRow, after: ModelRow, stop: StopWhen) -> dict[str, Any]:
-    """``after − before`` on the stop benchmark with its paired-bootstrap interval at the level
-    ``stop.confidence``."""
+def _gain(run: Run, before: ModelRow, after: ModelRow, benchmark: str, level: float) -> dict[str, Any]:
+    """``after − before`` on ``benchmark`` with its paired-bootstrap interval at ``level`` (the
+    stop rule's ``confidence``)."""
     from vila2.errors import PipelineError
 
-    files = [before.evals[stop.benchmark], after.evals[stop.benchmark]]
+    files = [before.evals[benchmark], after.evals[benchmark]]
     old, new = (per_sample(run.root, f) for f in files)
     for values, file in ((old, files[0]), (new, files[1])):
         if values is None:
             raise PipelineError(f"{file}: no per-sample scores, which self_augment.stop_when.confidence "
                                 f"needs to put an interval on the gain (leave confidence out to compare means)")
     assert old is not None and new is not None
-    gain = paired_bootstrap(new, old, level=stop.confidence or 0.95)
+    gain = paired_bootstrap(new, old, level=level)
     if gain is None:
         raise PipelineError(f"{files[1]} and {files[0]}: no sample scored by both rounds, so "
                             f"self_augment.stop_when.confidence cannot pair them")

@@ -101,6 +101,17 @@ class RunFolder:
         records = [r for f in folder.glob("*.json") if (r := self.record(f.stem)) is not None]
         return [r["step"] for r in sorted(records, key=lambda r: r.get("finished", 0))]
 
+    def recall_finished(self) -> list[str]:
+        """Hold the fingerprints of the finished steps, read from their markers, as the run that
+        finished them held them; a tool that adds steps to a finished run (a benchmark's
+        ablation) names them as inputs without running the loop again. Returns the steps."""
+        steps = self.finished()
+        for step in steps:
+            record = self.record(step)
+            if record is not None:
+                self.fingerprints[step] = record["fingerprint"]
+        return steps
+
     def run(
         self,
         step: str,
