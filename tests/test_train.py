@@ -322,6 +322,58 @@ def test_logits_at_answer_positions_only_give_the_same_loss_and_gradients(tiny_m
                               model(**batch, use_cache=False).loss, atol=1e-6)
 
 
+def test_encoded_examples_are_kept_for_the_next_epoch_within_their_budget(tiny_model: Path,
+                                                                          tiny_world: Path) -> None:
+    import torch
+
+    from vila2.data.mixture import build_examples
+    from vila2.models.checkpoint import load
+    from vila2.training.collate import EncodedExamples, ExampleEncoder
+
+    _, processor = load(str(tiny_model))
+    calls: list[str] = []
+
+    class Counting(ExampleEncoder):
+        def __call__(self, example):
+            calls.append(example["id"])
+            return super().__call__(example)
+
+    examples = build_examples(_alt(tiny_world), seed=0)[:4]
+    cached = EncodedExamples(examples, Counting(processor, 64), cache_bytes=2**30)
+    first = [cached[i] for i in range(4)]
+    again = [cached[i] for i in range(4)]
+    assert len(calls) == 4 and all(a is b for a, b in zip(first, again, strict=True))
+    fresh = ExampleEncoder(processor, 64)(examples[2])  # a kept example is what encoding gives
+    assert first[2].token_keys == fresh.token_keys
+    assert all(torch.equal(first[2][k], fresh[k]) for k in fresh)
+    size = sum(v.numel() * v.element_size() for v in fresh.values())
+    small = EncodedExamples(examples, Counting(processor, 64), cache_bytes=size + size // 2)
+    calls.clear()
+    for _ in range(2):
+        [small[i] for i in range(4)]
+    assert len(calls) == 7 and small.cached_bytes <= size + size // 2  # one kept, the budget holds
+    none = EncodedExamples(examples, Counting(processor, 64))
+    calls.clear()
+    none[0], none[0]
+    assert len(calls) == 2 and none.cached_bytes == 0
+
+
+def test_kept_encodings_train_the_same_weights(tiny_model: Path, tiny_world: Path, tmp_path: Path) -> None:
+    import torch
+
+    from vila2.data.mixture import build_examples
+
+    # 8 steps of 8 over a twentieth of the tiny world's alt-text: every example is seen more than once
+    mixture = [{**_alt(tiny_world)[0], "weight": 0.05}]
+    assert len(build_examples(mixture, seed=0)) * 1.5 < 8 * 8
+    config = _config(tiny_model, tmp_path / "kept", tiny_world, max_steps=8, mixture=mixture,
+                     max_length=64, save_every=0)
+    kept = _weights(train(config))
+    encoded = _weights(train(config.model_copy(update={"out": str(tmp_path / "encoded"), "cache_mb": 0})))
+    assert "cache_mb" not in config.fingerprint()
+    assert kept.keys() == encoded.keys() and all(torch.equal(kept[k], encoded[k]) for k in kept)
+
+
 def test_a_loss_weighting_trains_and_older_runs_keep_their_fingerprint(tiny_model: Path, tiny_world: Path,
                                                                        tmp_path: Path) -> None:
     config = _config(tiny_model, tmp_path / "run", tiny_world, max_steps=2, mixture=_alt(tiny_world),

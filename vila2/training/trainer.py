@@ -36,7 +36,7 @@ from vila2.errors import TrainError
 from vila2.models.lora import LoraSettings
 
 # Settings that do not change what is learned: a rerun may change them freely.
-_COSMETIC = ("out", "log_every", "save_every", "num_workers")
+_COSMETIC = ("out", "log_every", "save_every", "num_workers", "cache_mb")
 # Settings added after run folders existed, with the value those runs had: left out of the
 # fingerprint at that value, so such a folder still resumes (the recipe's LATER_FIELDS, here).
 _LATER_DEFAULTS: dict[str, Any] = {"projector_lr": None, "vision_lr": None, "loss_weighting": "token"}
@@ -75,6 +75,8 @@ class TrainConfig(BaseModel):
     save_every: int = Field(default=200, ge=0)
     log_every: int = Field(default=10, ge=1)
     num_workers: int = Field(default=0, ge=0)
+    # encoded examples kept in memory for the next epoch (0: encode every time; see EncodedExamples)
+    cache_mb: int = Field(default=1024, ge=0)
     train_vision: bool = False
     gradient_checkpointing: bool = False
     attn_implementation: str | None = None
@@ -319,7 +321,7 @@ def train(config: TrainConfig | Mapping[str, Any], *,
     tokenizer = getattr(processor, "tokenizer", processor)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     loader = torch.utils.data.DataLoader(
-        EncodedExamples(examples, encoder), batch_sampler=sampler,
+        EncodedExamples(examples, encoder, cache_bytes=config.cache_mb * 2**20), batch_sampler=sampler,
         collate_fn=functools.partial(collate, pad_token_id=pad_id), num_workers=config.num_workers,
     )
     optimizer = _optimizer(model, config)
