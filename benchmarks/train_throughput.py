@@ -7,10 +7,12 @@ of similar length. Both trainers see the same examples, encoded and collated by 
 with the same optimizer settings and frozen vision tower.
 
     python benchmarks/train_throughput.py [--steps 30] [--batch-size 16] [--world-size demo] [--threads 1] [--repeats 2]
-        [--model vila2/recipes/world-start]
+        [--model vila2/recipes/world-start] [--kept-encodings]
 
 Prints samples/s for each trainer, the padding fraction of their batches and the ratio; and
 vila2's trainer with logits at every position against logits at the answer positions only.
+``--kept-encodings`` compares instead encoded examples kept between epochs with encoding them
+in every epoch, over about three epochs.
 """
 
 from __future__ import annotations
@@ -26,26 +28,27 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def _mixture(world: Path) -> list[dict]:
+def _mixture(world: Path, pretrain_weight: float = 1.0) -> list[dict]:
     return [
-        {"dataset": str(world / "pretrain"), "layers": ["alt"], "template": "concat"},
+        {"dataset": str(world / "pretrain"), "layers": ["alt"], "template": "concat", "weight": pretrain_weight},
         {"dataset": str(world / "sft"), "layers": ["conversations"], "template": "conversation"},
     ]
 
 
 def run_vila2(model: Path, world: Path, out: Path, steps: int, batch_size: int, grouped: bool,
-              answers_only: bool = True) -> dict:
+              answers_only: bool = True, cache_mb: int = 1024, pretrain_weight: float = 1.0) -> dict:
     """One vila2 training run; ``answers_only=False`` makes the head compute logits at every
-    position (as ``model(...).loss`` does), the baseline for the answer-position logits."""
+    position (as ``model(...).loss`` does), the baseline for the answer-position logits;
+    ``cache_mb=0`` encodes every example again in every epoch."""
     import json
     from unittest import mock
 
     from vila2.training.trainer import train
 
     with mock.patch("vila2.training.trainer.keeps_logits", return_value=answers_only):
-        result = train({"model": str(model), "out": str(out), "mixture": _mixture(world), "max_steps": steps,
-                        "batch_size": batch_size, "group_by_length": grouped, "save_every": 0,
-                        "max_length": 256, "lr": 1e-3})
+        result = train({"model": str(model), "out": str(out), "mixture": _mixture(world, pretrain_weight),
+                        "max_steps": steps, "batch_size": batch_size, "group_by_length": grouped,
+                        "save_every": 0, "max_length": 256, "lr": 1e-3, "cache_mb": cache_mb})
     done = json.loads((result / "training" / "done.json").read_text())
     return {"samples_per_second": done["samples_per_second"], "seconds": done["seconds"]}
 
@@ -112,6 +115,26 @@ def padding(model_dir: Path, world: Path, batch_size: int) -> dict[str, float]:
     }
 
 
+def kept_encodings(model: Path, world: Path, root: Path, steps: int, batch_size: int, repeats: int) -> None:
+    """Encoded examples kept for the next epoch against encoding them every time, on the demo's
+    round-0 shape: a quarter of the pretraining alt-texts (1,000 of the demo world's) + the SFT
+    mix, so 500 steps of 16 see every example about three times."""
+    from vila2.data.mixture import build_examples
+
+    n = len(build_examples(_mixture(world, 0.25)))
+    runs: dict[str, list[dict]] = {"kept": [], "encoded": []}
+    for r in range(repeats):
+        for name, cache in (("kept", 1024), ("encoded", 0)):
+            runs[name].append(run_vila2(model, world, root / f"{name}{r}", steps, batch_size, True,
+                                        cache_mb=cache, pretrain_weight=0.25))
+    kept, encoded = (max(runs[k], key=lambda x: x["samples_per_second"]) for k in ("kept", "encoded"))
+    print(f"\n{model}, {n} examples, {steps} steps of {batch_size} ({steps * batch_size / n:.1f} epochs), "
+          f"best of {repeats}")
+    print(f"vila2, every epoch encoded   {encoded['samples_per_second']:8.1f} samples/s ({encoded['seconds']} s)")
+    print(f"vila2, encodings kept        {kept['samples_per_second']:8.1f} samples/s ({kept['seconds']} s)")
+    print(f"ratio kept / encoded: {kept['samples_per_second'] / encoded['samples_per_second']:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=30)
@@ -122,6 +145,8 @@ def main() -> None:
                         "(vila2/recipes/world-start: the demo's starting point)")
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs; the best of each counts")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for tiny models)")
+    parser.add_argument("--kept-encodings", action="store_true",
+                        help="only compare encoded examples kept between epochs with encoding them every time")
     args = parser.parse_args()
 
     import torch
@@ -134,6 +159,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="vila2-throughput-"))
     world = write_world(root / "world", seed=0, size=args.world_size)
     model = args.model or build(args.preset, root / "model", texts=world_texts(world), seed=0)
+    if args.kept_encodings:
+        kept_encodings(model, world, root, args.steps, args.batch_size, args.repeats)
+        return
     pads = padding(model, world, args.batch_size)
     runs: dict[str, list[dict]] = {"hf": [], "grouped": [], "random": [], "all": []}
     for r in range(args.repeats):  # alternate, keep the best: the machine's load varies

@@ -12,7 +12,7 @@ from vila2.cli import plugin_option
 @click.command("demo")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder (default: vila2-demo, or vila2-demo-quick with --quick).")
-@click.option("--quick", is_flag=True, help="A tiny world and brief training: every step in under 3 minutes (the full demo: about 10 on 2 cores).")
+@click.option("--quick", is_flag=True, help="A tiny world and brief training: every step in under 3 minutes (the full demo: about 9 on 2 cores).")
 @click.option("--rerun-changed", is_flag=True, help="Rerun steps whose recipe changed since an earlier demo.")
 @plugin_option
 def command(out: Path | None, quick: bool, rerun_changed: bool) -> None:
