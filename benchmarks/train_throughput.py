@@ -125,7 +125,7 @@ def kept_encodings(model: Path, world: Path, root: Path, steps: int, batch_size:
     runs: dict[str, list[dict]] = {"kept": [], "encoded": []}
     for r in range(repeats):
         for name, cache in (("kept", 1024), ("encoded", 0)):
-            runs[name].append(run_vila2(model, world, root / f"{name}{r}", steps, batch_size, True,
+            runs[name].append(run_vila2(model, world, root / f"{name}{r}", steps, batch_size, grouped=True,
                                         cache_mb=cache, pretrain_weight=0.25))
     kept, encoded = (max(runs[k], key=lambda x: x["samples_per_second"]) for k in ("kept", "encoded"))
     print(f"\n{model}, {n} examples, {steps} steps of {batch_size} ({steps * batch_size / n:.1f} epochs), "
@@ -167,8 +167,10 @@ def main() -> None:
     for r in range(args.repeats):  # alternate, keep the best: the machine's load varies
         runs["hf"].append(run_hf_trainer(model, world, root / f"hf{r}", args.steps, args.batch_size))
         runs["grouped"].append(run_vila2(model, world, root / f"grouped{r}", args.steps, args.batch_size, True))
-        runs["random"].append(run_vila2(model, world, root / f"random{r}", args.steps, args.batch_size, False))
-        runs["all"].append(run_vila2(model, world, root / f"all{r}", args.steps, args.batch_size, True, False))
+        runs["random"].append(run_vila2(model, world, root / f"random{r}", args.steps, args.batch_size,
+                                        grouped=False))
+        runs["all"].append(run_vila2(model, world, root / f"all{r}", args.steps, args.batch_size, grouped=True,
+                                     answers_only=False))
     hf, ours, ungrouped, every = (max(runs[k], key=lambda x: x["samples_per_second"])
                                   for k in ("hf", "grouped", "random", "all"))
     print(f"\n{args.model or args.preset}, {pads['examples']} examples (mean {pads['mean_length']:.0f} tokens, max "

@@ -93,24 +93,25 @@ class RunFolder:
         except (OSError, json.JSONDecodeError):
             return None  # markers are written by rename, so this is a foreign file: redo the step
 
-    def finished(self) -> list[str]:
-        """Names of the steps with a marker, oldest first."""
+    def _finished_records(self) -> list[dict[str, Any]]:
+        """The markers of the finished steps, oldest first."""
         folder = self.root / "steps"
         if not folder.is_dir():
             return []
         records = [r for f in folder.glob("*.json") if (r := self.record(f.stem)) is not None]
-        return [r["step"] for r in sorted(records, key=lambda r: r.get("finished", 0))]
+        return sorted(records, key=lambda r: r.get("finished", 0))
+
+    def finished(self) -> list[str]:
+        """Names of the steps with a marker, oldest first."""
+        return [r["step"] for r in self._finished_records()]
 
     def recall_finished(self) -> list[str]:
         """Hold the fingerprints of the finished steps, read from their markers, as the run that
         finished them held them; a tool that adds steps to a finished run (a benchmark's
         ablation) names them as inputs without running the loop again. Returns the steps."""
-        steps = self.finished()
-        for step in steps:
-            record = self.record(step)
-            if record is not None:
-                self.fingerprints[step] = record["fingerprint"]
-        return steps
+        records = self._finished_records()
+        self.fingerprints.update({r["step"]: r["fingerprint"] for r in records})
+        return [r["step"] for r in records]
 
     def run(
         self,
